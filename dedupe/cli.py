@@ -1,0 +1,129 @@
+"""The ``dedupe`` command line: thin wrappers over the pipeline, evaluation and judge modules.
+
+Exit codes: 0 done; 2 bad config or input (one line per problem, naming the file, row or field);
+75 waiting on a Message Batch (the next run resumes it); 1 anything else, including a second run
+refused because another holds the state database.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dedupe.config import ConfigError, load_config
+
+EXIT_BAD_INPUT = 2
+EXIT_PENDING = 75
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Deduplicate and link contact records from several exports into golden records.\n\n"
+         "Exit codes: 0 done, 2 bad config or input, 75 waiting on an LLM batch (run again later "
+         "to resume), 1 anything else.",
+)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(config: Path, output_dir: Optional[Path] = None):
+    try:
+        return load_config(config, output_dir)
+    except ConfigError as e:
+        for problem in e.problems:
+            typer.echo(f"error: {e.path}: {problem}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="The project's TOML config."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o",
+                                              help="Write outputs here instead of [project] output_dir."),
+) -> None:
+    """Run the whole pipeline and write clusters, golden records, pairs and a run report."""
+    from dedupe.ingest import InputError
+    from dedupe.judge import JudgeBudgetError, JudgePending
+    from dedupe.pipeline import StateLockedError, run as run_pipeline
+
+    cfg = _load(config, output_dir)
+    try:
+        result = run_pipeline(cfg)
+    except InputError as e:
+        _fail(str(e), EXIT_BAD_INPUT)
+    except JudgeBudgetError as e:
+        _fail(str(e), EXIT_BAD_INPUT)
+    except JudgePending as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(EXIT_PENDING)
+    except StateLockedError as e:
+        _fail(str(e), 1)
+    typer.echo(result.summary)
+    typer.echo(f"outputs:          {result.output_dir}")
+
+
+@app.command()
+def evaluate(
+    config: Path = typer.Argument(..., help="The project's TOML config (its output_dir is read)."),
+    truth: Path = typer.Option(..., "--truth", help="CSV with columns source, record_id, entity_id."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Outputs to evaluate."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full JSON instead of the summary."),
+) -> None:
+    """Pairwise precision/recall/F1 (within and across sources), blocking recall, cluster counts and
+    the worst false merges and misses of the last run; also written to evaluation.json."""
+    from dedupe.evaluate import evaluate as run_evaluation, format_evaluation, write_evaluation
+    from dedupe.ingest import InputError
+
+    cfg = _load(config, output_dir)
+    try:
+        result = run_evaluation(cfg.output_dir, truth.resolve())
+    except InputError as e:
+        _fail(str(e), EXIT_BAD_INPUT)
+    path = write_evaluation(cfg.output_dir, result)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
+    typer.echo(f"written:          {path}")
+
+
+@app.command()
+def judge(
+    config: Path = typer.Argument(..., help="The project's TOML config."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Write the batch requests as JSONL and the cost estimate; send nothing."),
+    output: Optional[Path] = typer.Option(None, "--output", help="JSONL path (default: OUTPUT_DIR/judge_requests.jsonl)."),
+) -> None:
+    """Show exactly what the LLM judge would send (``--dry-run``). A normal ``dedupe run`` judges."""
+    from dedupe.ingest import InputError
+    from dedupe.pipeline import StateLockedError, dry_run_judge
+
+    if not dry_run:
+        _fail("only --dry-run is supported here; `dedupe run` submits the judge's batches", EXIT_BAD_INPUT)
+    cfg = _load(config)
+    target = output or cfg.output_dir / "judge_requests.jsonl"
+    try:
+        report = dry_run_judge(cfg, target)
+    except InputError as e:
+        _fail(str(e), EXIT_BAD_INPUT)
+    except StateLockedError as e:
+        _fail(str(e), 1)
+    typer.echo(json.dumps(report, indent=2, default=str))
+    typer.echo(f"requests written to {target}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Clustering: connected components of accepted links, in DuckDB, with a guard against over-merging.
+
+Links come in two strengths: **strong** (decided ``match`` by the model, the judge or an analyst)
+and **weak** (``review`` pairs linked only because they clear the fallback threshold). Transitive
+closure over weak links is how one ambiguous pair chains two people together, so:
+
+1. *Strong groups* are the connected components of strong links.
+2. Two strong groups joined by exactly **one** weak link, both with at least two records, are not
+   merged (``weak_link`` flag): a cluster must not be held together by a single weak link. Two or
+   more weak links, or a lone record attaching by one, are accepted.
+3. Components are then checked for **identifier conflicts** (two members with different
+   non-null personal identifiers, such as dates of birth, or Sr vs Jr) and for size above
+   ``max_size``. Such components - few by construction - are re-clustered greedily: links are
+   added strongest first, and a link that would put conflicting identifiers or more than
+   ``max_size`` records into one cluster is skipped (flags ``identifier_conflict`` /
+   ``size_cap``).
+
+Connected components use iterated min-label propagation in SQL (a few passes: the diameter of
+record-linkage graphs is small).
+
+Output: table ``clusters(rid, cluster_key, flags)`` where ``cluster_key`` is the smallest rid of the
+cluster and ``flags`` lists what the guard did to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+GENERATIONAL = ("jr", "sr", "ii", "iii", "iv")
+
+
+@dataclass
+class ClusterReport:
+    clusters: int = 0
+    singletons: int = 0
+    largest: int = 0
+    weak_link_splits: int = 0
+    conflict_splits: int = 0
+    size_cap_splits: int = 0
+    iterations: int = 0
+    flagged: dict[str, int] = field(default_factory=dict)
+
+
+def connected_components(con: duckdb.DuckDBPyConnection, edges: str, out_table: str,
+                         nodes: str = "SELECT rid AS node FROM std") -> int:
+    """Label every node with the smallest node id of its component; return the passes needed."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _cc_edges AS
+        SELECT a AS src, b AS dst FROM ({edges}) WHERE a <> b
+        UNION SELECT b, a FROM ({edges}) WHERE a <> b""")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _cc_labels AS SELECT node, node AS label FROM ({nodes})")
+    passes = 0
+    while True:
+        passes += 1
+        # Each pass takes the smallest label among a node and its neighbours; pointer jumping
+        # (label of my label) halves the remaining distance in chains.
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _cc_next AS
+            WITH hop AS (
+                SELECT e.src AS node, min(l.label) AS label
+                FROM _cc_edges e JOIN _cc_labels l ON l.node = e.dst GROUP BY e.src
+            ), merged AS (
+                SELECT l.node, least(l.label, coalesce(h.label, l.label)) AS label
+                FROM _cc_labels l LEFT JOIN hop h ON h.node = l.node
+            )
+            SELECT m.node, least(m.label, coalesce(j.label, m.label)) AS label
+            FROM merged m LEFT JOIN merged j ON j.node = m.label""")
+        changed = con.execute("""
+            SELECT count(*) FROM _cc_next n JOIN _cc_labels l USING (node)
+            WHERE n.label <> l.label""").fetchall()[0][0]
+        con.execute("DROP TABLE _cc_labels")
+        con.execute("ALTER TABLE _cc_next RENAME TO _cc_labels")
+        if changed == 0:
+            break
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {out_table} AS SELECT node, label FROM _cc_labels")
+    con.execute("DROP TABLE _cc_labels")
+    con.execute("DROP TABLE _cc_edges")
+    return passes
+
+
+def _identifier_sql(identifiers: tuple[str, ...], std_columns: set[str]) -> list[str]:
+    """Per identifier, the std expression whose differing non-null values mean different people."""
+    exprs = []
+    for f in identifiers:
+        col = f"{f}_clean" if f"{f}_clean" in std_columns else f
+        if col in std_columns:
+            exprs.append(f"CAST({col} AS VARCHAR)")
+    # Father and son: generational suffixes are an identifier too.
+    exprs.append(f"CASE WHEN name_suffix IN {GENERATIONAL!r} THEN name_suffix END")
+    return exprs
+
+
+def _differ(x: tuple, y: tuple) -> bool:
+    return any(a is not None and b is not None and a != b for a, b in zip(x, y))
+
+
+def _greedy_split(edges: list[tuple[int, int, float]], ident: dict[int, tuple], max_size: int
+                  ) -> tuple[dict[int, int], bool, bool]:
+    """Union-find over edges strongest first, refusing unions that conflict or grow too large.
+
+    A conflict is two members with differing identifiers that are *not* linked directly: a direct
+    link already weighed that disagreement (a typo in a date of birth), a transitive chain did not.
+    Returns (node -> root, any conflict refused, any size refused). Runs only on the few suspect
+    components, whose groups never exceed ``max_size``, so the loops stay small.
+    """
+    parent = {n: n for n in ident}
+    members = {n: [n] for n in ident}
+    linked = {(min(a, b), max(a, b)) for a, b, _ in edges}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def conflicting(ga: list[int], gb: list[int]) -> bool:
+        return any(_differ(ident[x], ident[y]) and (min(x, y), max(x, y)) not in linked
+                   for x in ga for y in gb)
+
+    conflict_refused = size_refused = False
+    for a, b, _p in sorted(edges, key=lambda e: (-e[2], e[0], e[1])):
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        if len(members[ra]) + len(members[rb]) > max_size:
+            size_refused = True
+            continue
+        if conflicting(members[ra], members[rb]):
+            conflict_refused = True
+            continue
+        root, other = (ra, rb) if ra < rb else (rb, ra)
+        parent[other] = root
+        members[root] += members.pop(other)
+    return {n: find(n) for n in ident}, conflict_refused, size_refused
+
+
+def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, ...],
+            max_size: int) -> ClusterReport:
+    """Cluster ``links(rid_l, rid_r, match_probability, strong)`` into table ``clusters``."""
+    report = ClusterReport()
+    std_columns = {r[0] for r in con.execute("DESCRIBE std").fetchall()}
+
+    # 1. strong groups
+    report.iterations += connected_components(
+        con, f"SELECT rid_l AS a, rid_r AS b FROM {links} WHERE strong", "strong_groups")
+    # 2. weak links between groups: accept unless a single link joins two real groups
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE group_links AS
+        WITH sizes AS (SELECT label, count(*) AS n FROM strong_groups GROUP BY label),
+        weak AS (
+            SELECT least(gl.label, gr.label) AS g1, greatest(gl.label, gr.label) AS g2
+            FROM {links} k
+            JOIN strong_groups gl ON gl.node = k.rid_l
+            JOIN strong_groups gr ON gr.node = k.rid_r
+            WHERE NOT k.strong AND gl.label <> gr.label
+        )
+        SELECT g1, g2, count(*) AS links,
+               count(*) >= 2 OR least(s1.n, s2.n) = 1 AS accepted
+        FROM weak JOIN sizes s1 ON s1.label = g1 JOIN sizes s2 ON s2.label = g2
+        GROUP BY g1, g2, s1.n, s2.n""")
+    report.weak_link_splits = con.execute(
+        "SELECT count(*) FROM group_links WHERE NOT accepted").fetchall()[0][0]
+    report.iterations += connected_components(
+        con, "SELECT g1 AS a, g2 AS b FROM group_links WHERE accepted", "group_components",
+        nodes="SELECT DISTINCT label AS node FROM strong_groups")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE components AS
+        SELECT s.node AS rid, c.label AS component
+        FROM strong_groups s JOIN group_components c ON c.node = s.label""")
+
+    # 3. identifier conflicts and oversize components
+    ident = _identifier_sql(identifiers, std_columns)
+    ident_cols = ", ".join(f"{e} AS id{i}" for i, e in enumerate(ident))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE component_members AS
+        SELECT c.component, s.rid, {ident_cols}, count(*) OVER (PARTITION BY c.component) AS n
+        FROM components c JOIN std s ON s.rid = c.rid""")
+    differ = " OR ".join(f"(a.id{i} <> b.id{i})" for i in range(len(ident)))
+    # Conflicting members not linked directly; self-join only components within the size cap.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE suspect_components AS
+        SELECT DISTINCT component FROM component_members WHERE n > {max_size}
+        UNION
+        SELECT DISTINCT a.component
+        FROM component_members a
+        JOIN component_members b ON a.component = b.component AND a.rid < b.rid
+        WHERE a.n <= {max_size} AND a.n > 2 AND ({differ})
+          AND NOT EXISTS (SELECT 1 FROM {links} k WHERE k.rid_l = a.rid AND k.rid_r = b.rid)""")
+    suspects = con.execute("SELECT count(*) FROM suspect_components").fetchall()[0][0]
+    con.execute("CREATE OR REPLACE TEMP TABLE resplit (rid BIGINT, component BIGINT, flag VARCHAR)")
+    if suspects:
+        members = con.execute(f"""
+            SELECT c.component, s.rid, {', '.join(ident)}
+            FROM components c JOIN suspect_components x USING (component) JOIN std s ON s.rid = c.rid
+            ORDER BY c.component, s.rid""").fetchall()
+        edges = con.execute(f"""
+            SELECT c.component, k.rid_l, k.rid_r, k.match_probability + CASE WHEN k.strong THEN 1 ELSE 0 END
+            FROM {links} k JOIN components c ON c.rid = k.rid_l
+            JOIN components c2 ON c2.rid = k.rid_r AND c2.component = c.component
+            JOIN suspect_components x ON x.component = c.component
+            ORDER BY c.component""").fetchall()
+        by_component: dict[int, dict] = {}
+        for comp, rid, *ids in members:
+            by_component.setdefault(comp, {"ident": {}, "edges": []})["ident"][rid] = tuple(ids)
+        for comp, a, b, p in edges:
+            by_component[comp]["edges"].append((a, b, p))
+        rows = []
+        for comp, data in by_component.items():
+            roots, conflict, oversize = _greedy_split(data["edges"], data["ident"], max_size)
+            flag = "identifier_conflict" if conflict else ("size_cap" if oversize else None)
+            report.conflict_splits += int(conflict)
+            report.size_cap_splits += int(oversize and not conflict)
+            rows += [(rid, root, flag) for rid, root in roots.items()]
+        con.executemany("INSERT INTO resplit VALUES (?, ?, ?)", rows)
+
+    con.execute("""
+        CREATE OR REPLACE TABLE clusters AS
+        WITH assigned AS (
+            SELECT c.rid, coalesce(r.component, c.component) AS component, r.flag
+            FROM components c LEFT JOIN resplit r USING (rid)
+        ), keyed AS (
+            SELECT rid, min(rid) OVER (PARTITION BY component) AS cluster_key, flag,
+                   component
+            FROM assigned
+        ), weak AS (
+            SELECT DISTINCT sg.label AS g FROM group_links gl
+            JOIN strong_groups sg ON sg.label IN (gl.g1, gl.g2) WHERE NOT gl.accepted
+        )
+        SELECT k.rid, k.cluster_key,
+               nullif(concat_ws(',', max(k.flag) OVER (PARTITION BY k.cluster_key),
+                      CASE WHEN max(CASE WHEN w.g IS NOT NULL THEN 1 ELSE 0 END)
+                                OVER (PARTITION BY k.cluster_key) = 1 THEN 'weak_link' END), '') AS flags
+        FROM keyed k
+        LEFT JOIN strong_groups sg ON sg.node = k.rid
+        LEFT JOIN weak w ON w.g = sg.label
+        ORDER BY k.rid""")
+    stats = con.execute("""
+        SELECT count(*), count(*) FILTER (WHERE n = 1), max(n)
+        FROM (SELECT cluster_key, count(*) AS n FROM clusters GROUP BY cluster_key)""").fetchall()[0]
+    report.clusters, report.singletons, report.largest = stats
+    report.flagged = dict(con.execute("""
+        SELECT flags, count(DISTINCT cluster_key) FROM clusters WHERE flags IS NOT NULL
+        GROUP BY flags ORDER BY flags""").fetchall())
+    for t in ("strong_groups", "group_links", "group_components", "components",
+              "suspect_components", "component_members", "resplit"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return report
+
+
+__all__ = ["cluster", "connected_components", "ClusterReport"]

@@ -1,0 +1,208 @@
+"""The probabilistic model: Fellegi-Sunter with u from random pairs, m and the prior by EM, and
+term-frequency adjustment of exact matches.
+
+* **u** (P(level | different people)) is counted on a seeded random sample of record pairs, which
+  are almost all non-matches. Estimating u this way, rather than by EM, is what keeps EM stable
+  (Splink's approach).
+* **m** (P(level | same person)) and the prior share of matches among candidates are fitted by
+  EM on the candidate pairs, aggregated first to distinct agreement patterns in DuckDB, so an
+  iteration costs microseconds whatever the number of pairs.
+* **Term frequencies.** An exact match on a common value (``john``, ``info@acme.com``, an office
+  main line shared by forty colleagues) is weaker evidence than on a rare one. For comparisons with
+  a ``tf_column``, the exact level's Bayes factor uses ``m / tf(value)`` instead of ``m / u``, where
+  ``tf(value)`` is the value's share among records. The boost for rare values is capped
+  (``MAX_TF_BOOST``) so a typo-unique value cannot outweigh everything else.
+
+Everything is deterministic: the u sample comes from a seeded generator, EM starts from fixed values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from dedupe.compare import Comparison, compare
+from dedupe.config import ModelSettings
+
+MAX_TF_BOOST = 10.0  # the exact level's Bayes factor may grow at most 10x for a rare value
+MIN_PROBABILITY = 1e-6  # floor for m and u, so log weights stay finite
+
+
+@dataclass
+class ModelParams:
+    prior: float
+    m: dict[str, dict[int, float]]
+    u: dict[str, dict[int, float]]
+    labels: dict[str, dict[int, str]] = field(default_factory=dict)
+    em_iterations: int = 0
+    u_sample_pairs: int = 0
+
+    def weight(self, comparison: str, level: int) -> float:
+        """log2 Bayes factor of one comparison level (0 for a missing value)."""
+        if level < 0:
+            return 0.0
+        return math.log2(self.m[comparison][level] / self.u[comparison][level])
+
+    def as_dict(self) -> dict:
+        return {
+            "prior": self.prior,
+            "em_iterations": self.em_iterations,
+            "u_sample_pairs": self.u_sample_pairs,
+            "comparisons": {
+                name: [{"level": lv, "label": self.labels.get(name, {}).get(lv, str(lv)),
+                        "m": self.m[name][lv], "u": self.u[name][lv],
+                        "weight": self.weight(name, lv)} for lv in sorted(self.m[name], reverse=True)]
+                for name in self.m
+            },
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
+
+
+def _levels(c: Comparison) -> list[int]:
+    return list(range(c.exact_level, -1, -1))
+
+
+def _smoothed(counts: dict[int, float], levels: list[int]) -> dict[int, float]:
+    """Normalise counts to probabilities with add-one-half smoothing (no level is ever impossible)."""
+    total = sum(counts.get(lv, 0.0) for lv in levels) + 0.5 * len(levels)
+    return {lv: max((counts.get(lv, 0.0) + 0.5) / total, MIN_PROBABILITY) for lv in levels}
+
+
+def estimate_u(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison],
+               settings: ModelSettings) -> tuple[dict[str, dict[int, float]], int]:
+    n = con.execute("SELECT count(*) FROM std").fetchall()[0][0]
+    max_pairs = n * (n - 1) // 2
+    size = int(min(settings.u_sample_pairs, max_pairs))
+    rng = np.random.default_rng(settings.seed)
+    # rids are dense 1..n (ingest assigns them); draw with replacement, drop self-pairs.
+    a = rng.integers(1, n + 1, size=size, dtype=np.int64)
+    b = rng.integers(1, n + 1, size=size, dtype=np.int64)
+    keep = a != b
+    pairs = pa.table({"rid_l": np.minimum(a, b)[keep], "rid_r": np.maximum(a, b)[keep]})
+    con.register("_u_pairs", pairs)
+    con.execute("CREATE OR REPLACE TEMP TABLE u_pairs AS SELECT * FROM _u_pairs")
+    con.unregister("_u_pairs")
+    compare(con, comparisons, "u_pairs", "u_levels")
+    u: dict[str, dict[int, float]] = {}
+    for c in comparisons:
+        counts = dict(con.execute(f"SELECT {c.name}, count(*) FROM u_levels WHERE {c.name} >= 0 "
+                                  f"GROUP BY 1").fetchall())
+        u[c.name] = _smoothed(counts, _levels(c))
+    sampled = int(keep.sum())
+    con.execute("DROP TABLE u_pairs")
+    con.execute("DROP TABLE u_levels")
+    return u, sampled
+
+
+def _initial_m(c: Comparison) -> dict[int, float]:
+    # Matches mostly agree exactly; the rest spread over the partial levels, little on "different".
+    levels = _levels(c)
+    partial = [lv for lv in levels if 0 < lv < c.exact_level]
+    m = {c.exact_level: 0.8, 0: 0.05}
+    for lv in partial:
+        m[lv] = 0.15 / len(partial)
+    if not partial:
+        m[c.exact_level] = 0.95
+    return m
+
+
+def estimate_m(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], table: str,
+               u: dict[str, dict[int, float]], settings: ModelSettings) -> tuple[dict, float, int]:
+    """EM over distinct agreement patterns of ``table``; returns (m, prior, iterations)."""
+    names = [c.name for c in comparisons]
+    rows = con.execute(f"SELECT {', '.join(names)}, count(*) FROM {table} GROUP BY ALL").fetchall()
+    if not rows:
+        return {c.name: _initial_m(c) for c in comparisons}, settings.prior or 0.01, 0
+    patterns = np.array([r[:-1] for r in rows], dtype=np.int64)
+    counts = np.array([r[-1] for r in rows], dtype=np.float64)
+
+    m = {c.name: _initial_m(c) for c in comparisons}
+    prior = settings.prior if settings.prior is not None else 0.1
+    iterations = 0
+    for iterations in range(1, settings.em_max_iterations + 1):
+        # E step: the match probability of each pattern.
+        log_m = np.zeros(len(rows))
+        log_u = np.zeros(len(rows))
+        for j, c in enumerate(comparisons):
+            col = patterns[:, j]
+            for lv in _levels(c):
+                sel = col == lv
+                log_m[sel] += math.log(m[c.name][lv])
+                log_u[sel] += math.log(u[c.name][lv])
+        logit = math.log(prior / (1 - prior)) + log_m - log_u
+        p = 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
+        # M step.
+        weighted = counts * p
+        new_m = {}
+        for j, c in enumerate(comparisons):
+            col = patterns[:, j]
+            level_mass = {lv: float(weighted[col == lv].sum()) for lv in _levels(c)}
+            new_m[c.name] = _smoothed(level_mass, _levels(c))
+        new_prior = prior if settings.prior is not None else \
+            float(min(max(weighted.sum() / counts.sum(), 1e-6), 1 - 1e-6))
+        change = max(abs(new_m[n][lv] - m[n][lv]) for n in new_m for lv in new_m[n])
+        change = max(change, abs(new_prior - prior))
+        m, prior = new_m, new_prior
+        if change < settings.em_tolerance:
+            break
+    return m, prior, iterations
+
+
+def train(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], table: str,
+          settings: ModelSettings) -> ModelParams:
+    u, sampled = estimate_u(con, comparisons, settings)
+    m, prior, iterations = estimate_m(con, comparisons, table, u, settings)
+    return ModelParams(prior=prior, m=m, u=u, labels={c.name: c.level_labels for c in comparisons},
+                       em_iterations=iterations, u_sample_pairs=sampled)
+
+
+def _weight_case(c: Comparison, params: ModelParams) -> str:
+    # Literals are typed DOUBLE: DuckDB would otherwise read them as DECIMALs of mismatched scales.
+    branches = " ".join(f"WHEN {lv} THEN {params.weight(c.name, lv)!r}::DOUBLE" for lv in _levels(c))
+    return f"(CASE c.{c.name} {branches} ELSE 0.0 END)"
+
+
+def score(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], params: ModelParams,
+          levels_table: str, out_table: str, tf_adjustment: bool = True) -> None:
+    """Write ``out_table``: the levels plus ``match_weight`` and ``match_probability``."""
+    terms = [f"{math.log2(params.prior / (1 - params.prior))!r}::DOUBLE"]
+    joins = []
+    tf_comparisons = [c for c in comparisons if c.tf_column and tf_adjustment]
+    for c in comparisons:
+        terms.append(_weight_case(c, params))
+    if tf_comparisons:
+        joins.append("JOIN std l ON l.rid = c.rid_l")
+    for c in tf_comparisons:
+        col = c.tf_column
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE tf_{c.name} AS
+            SELECT {col} AS value, count(*) / sum(count(*)) OVER () AS tf
+            FROM std WHERE {col} IS NOT NULL GROUP BY {col}""")
+        u_exact = params.u[c.name][c.exact_level]
+        joins.append(f"LEFT JOIN tf_{c.name} ON tf_{c.name}.value = l.{col} AND c.{c.name} = {c.exact_level}")
+        # log2(u_exact / tf): negative for common values, capped positive for rare ones. (DuckDB's
+        # least() skips NULLs, so the no-exact-match case must be spelled out.)
+        terms.append(f"(CASE WHEN tf_{c.name}.tf IS NULL THEN 0.0 ELSE least(log2({u_exact!r}::DOUBLE "
+                     f"/ tf_{c.name}.tf), {math.log2(MAX_TF_BOOST)!r}::DOUBLE) END)")
+    weight = " + ".join(terms)
+    level_cols = ", ".join(f"c.{c.name}" for c in comparisons)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE {out_table} AS
+        WITH weighted AS (
+            SELECT c.rid_l, c.rid_r, {level_cols}, {weight} AS match_weight
+            FROM {levels_table} c {' '.join(joins)}
+        )
+        SELECT *, 1.0 / (1.0 + pow(2.0, -greatest(least(match_weight, 60), -60))) AS match_probability
+        FROM weighted""")
+    for c in tf_comparisons:
+        con.execute(f"DROP TABLE tf_{c.name}")
+
+
+__all__ = ["ModelParams", "train", "score", "estimate_u", "estimate_m", "MAX_TF_BOOST"]

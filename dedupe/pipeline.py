@@ -1,0 +1,329 @@
+"""The pipeline: the only module that knows the order of the stages.
+
+    config -> ingest -> standardise -> block -> compare -> model -> zones -> judge
+           -> cluster -> golden -> outputs
+
+All intermediate tables live in the state DuckDB file (``[project] state``), which is also what the
+judge's bookkeeping, and later the review app, read. DuckDB holds an exclusive lock on that file, so
+a second run on the same state fails fast with a clear message instead of corrupting it.
+
+**Zones.** A scored pair is ``match`` at or above ``thresholds.match``, ``review`` at or above
+``thresholds.review``, else ``non_match``. ``review`` pairs go to the judge; a verdict decides them
+(``decided_by = 'llm'``). Without a verdict, a review pair is still linked for clustering when its
+probability reaches ``thresholds.fallback`` (it keeps ``decision = 'review'`` so analysts see it), and
+clustering treats such links as weak (see ``cluster``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import duckdb
+
+from dedupe import blocking, cluster as clustering, compare, golden, model
+from dedupe.config import Config
+from dedupe.ingest import InputError, ingest
+from dedupe.judge import JudgeReport, run_judge
+from dedupe.judge import dry_run as judge_dry_run
+from dedupe.outputs import Publisher, remove_stale_staging
+from dedupe.standardise import standardise
+
+JUDGE_FIELDS = ("first_name", "middle_name", "last_name", "email", "phone", "company", "title",
+                "street", "city", "postcode", "region", "country", "date_of_birth")
+
+
+class StateLockedError(Exception):
+    """Another process holds the state database."""
+
+
+@dataclass
+class RunResult:
+    report: dict
+    output_dir: Path
+    summary: str
+
+
+@dataclass
+class _Timer:
+    log: Callable[[str], None]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.log(f"{name} ...")
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def default_log(message: str) -> None:
+    stamp = datetime.now().strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
+
+
+def connect(config: Config) -> duckdb.DuckDBPyConnection:
+    config.state.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(config.state))
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            raise StateLockedError(f"{config.state}: another dedupe run is using this state "
+                                   f"database; wait for it to finish") from None
+        raise
+    if config.memory_limit:
+        con.execute(f"SET memory_limit = '{config.memory_limit}'")
+    if config.temp_directory:
+        config.temp_directory.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = '{config.temp_directory}'")
+    if config.threads:
+        con.execute(f"SET threads = {int(config.threads)}")
+    return con
+
+
+# --------------------------------------------------------------------------------------------
+# stages that are only SQL glue between modules
+
+
+def _zones(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    t = config.thresholds
+    con.execute(f"""
+        CREATE OR REPLACE TABLE pairs AS
+        SELECT *, CASE WHEN match_probability >= {t.match} THEN 'match'
+                       WHEN match_probability >= {t.review} THEN 'review'
+                       ELSE 'non_match' END AS decision,
+               'model' AS decided_by
+        FROM scored""")
+    con.execute("DROP TABLE scored")
+
+
+def _review_table(con: duckdb.DuckDBPyConnection) -> None:
+    """The review pairs with both records' display values, as the judge's contract wants them."""
+    cols = []
+    for f in JUDGE_FIELDS:
+        for side in ("l", "r"):
+            cols.append(f"CAST({side}.{f} AS VARCHAR) AS {side}_{f}")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE review_pairs AS
+        SELECT l.source || ':' || l.record_id || '~' || r.source || ':' || r.record_id AS pair_key,
+               p.rid_l, p.rid_r, p.match_probability, {', '.join(cols)}
+        FROM pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
+        WHERE p.decision = 'review'""")
+
+
+def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    con.execute("""
+        CREATE OR REPLACE TABLE pairs AS
+        SELECT p.* REPLACE (
+                   CASE WHEN v.decision IS NOT NULL THEN v.decision ELSE p.decision END AS decision,
+                   CASE WHEN v.decision IS NOT NULL THEN 'llm' ELSE p.decided_by END AS decided_by),
+               v.judge_model, v.judge_batch_id, v.judge_custom_id,
+               v.llm_same_person, v.llm_confidence, v.llm_reason
+        FROM pairs p
+        LEFT JOIN review_pairs rp ON rp.rid_l = p.rid_l AND rp.rid_r = p.rid_r
+        LEFT JOIN judge_results v ON v.pair_key = rp.pair_key""")
+    return dict(con.execute("SELECT decision, count(*) FROM pairs WHERE decided_by = 'llm' "
+                            "GROUP BY 1").fetchall())
+
+
+def _links(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    con.execute(f"""
+        CREATE OR REPLACE TABLE links AS
+        SELECT rid_l, rid_r, match_probability, decision = 'match' AS strong
+        FROM pairs
+        WHERE decision = 'match'
+           OR (decision = 'review' AND match_probability >= {config.thresholds.fallback})""")
+
+
+def _cluster_ids(con: duckdb.DuckDBPyConnection) -> None:
+    # An opaque id derived from the cluster's smallest member key: unchanged while that member stays.
+    con.execute("""
+        CREATE OR REPLACE TABLE cluster_ids AS
+        WITH keyed AS (
+            SELECT c.rid, c.flags, s.source, s.record_id,
+                   min(s.source || ':' || s.record_id) OVER (PARTITION BY c.cluster_key) AS anchor
+            FROM clusters c JOIN std s ON s.rid = c.rid
+        )
+        SELECT rid, source, record_id, 'G' || substr(md5(anchor), 1, 15) AS cluster_id, flags
+        FROM keyed ORDER BY rid""")
+
+
+def _pairs_query(comparisons: list[compare.Comparison]) -> str:
+    levels = ", ".join(f"p.{c.name} AS {c.name}_level" for c in comparisons)
+    return f"""
+        SELECT l.source AS source_l, l.record_id AS record_id_l,
+               r.source AS source_r, r.record_id AS record_id_r,
+               p.match_probability, p.match_weight, {levels}, p.decision, p.decided_by,
+               p.judge_model, p.judge_batch_id, p.judge_custom_id,
+               p.llm_same_person, p.llm_confidence, p.llm_reason
+        FROM pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
+        ORDER BY p.rid_l, p.rid_r"""
+
+
+def _golden_query(config: Config) -> str:
+    fields = golden.golden_fields(config)
+    cols = ["cluster_id", "record_count", "sources"]
+    for f in fields:
+        cols += [f, f"{f}_source", f"{f}_record_id"]
+    cols += ["updated_at", "flags"]
+    return f"SELECT {', '.join(cols)} FROM golden ORDER BY cluster_id"
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Scored:
+    ingest: object
+    blocking: blocking.BlockingReport
+    comparisons: list[compare.Comparison]
+    params: model.ModelParams
+
+
+def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
+                  log: Callable[[str], None]) -> _Scored:
+    """ingest -> standardise -> block -> compare -> train -> score -> zones, and the review table."""
+    with timer.stage("ingest"):
+        ingest_report = ingest(con, config)
+    with timer.stage("standardise"):
+        standardise(con, config)
+    with timer.stage("block"):
+        block_report = blocking.block(con, config.blocking.rules, config.blocking.max_block_size)
+    for capped in block_report.capped[:10]:
+        log(f"warning: block {capped}")
+    comparisons = compare.comparisons_for(config)
+    with timer.stage("compare"):
+        compare.compare(con, comparisons, "candidates", "comparisons")
+    with timer.stage("train"):
+        params = model.train(con, comparisons, "comparisons", config.model)
+    with timer.stage("score"):
+        model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment)
+        _zones(con, config)
+        _review_table(con)
+    return _Scored(ingest_report, block_report, comparisons, params)
+
+
+def dry_run_judge(config: Config, out_path: Path, log: Callable[[str], None] = default_log) -> dict:
+    """Score, then write the judge's would-be requests to ``out_path`` without sending anything."""
+    con = connect(config)
+    try:
+        _score_stages(con, config, _Timer(log), log)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        return judge_dry_run(con, "review_pairs", config.judge, out_path).as_dict()
+    finally:
+        con.close()
+
+
+def run(config: Config, log: Callable[[str], None] = default_log) -> RunResult:
+    """Run the whole pipeline and publish outputs; raise InputError/StateLockedError on bad input."""
+    started = datetime.now(timezone.utc)
+    timer = _Timer(log)
+    con = connect(config)
+    try:
+        remove_stale_staging(config.output_dir)
+        scored = _score_stages(con, config, timer, log)
+        ingest_report, block_report = scored.ingest, scored.blocking
+        comparisons, params = scored.comparisons, scored.params
+        zones_before = dict(con.execute("SELECT decision, count(*) FROM pairs GROUP BY 1").fetchall())
+        with timer.stage("judge"):
+            judge_report: JudgeReport = run_judge(con, "review_pairs", config.judge, log=log)
+            verdicts = _apply_verdicts(con)
+        with timer.stage("cluster"):
+            _links(con, config)
+            cluster_report = clustering.cluster(con, "links", config.cluster.identifiers,
+                                                config.cluster.max_size)
+            _cluster_ids(con)
+        with timer.stage("golden"):
+            golden.build_golden(con, config)
+
+        zones = dict(con.execute("SELECT decision, count(*) FROM pairs GROUP BY 1").fetchall())
+        records_total = sum(ingest_report.records.values())
+        report = {
+            "project": config.name,
+            "config": str(config.path),
+            "config_hash": config.fingerprint(),
+            "started_at": started.isoformat(timespec="seconds"),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "records": ingest_report.records,
+            "records_total": records_total,
+            "unparsed_values": ingest_report.unparsed,
+            "blocking": {
+                "candidate_pairs": block_report.candidate_pairs,
+                "pairs_per_rule": block_report.pairs_per_rule,
+                "capped_blocks": block_report.capped_total,
+                "capped_examples": [str(c) for c in block_report.capped[:20]],
+                "skipped_rules": block_report.skipped_rules,
+            },
+            "zones_before_judge": {k: zones_before.get(k, 0) for k in ("match", "review", "non_match")},
+            "zones": {k: zones.get(k, 0) for k in ("match", "review", "non_match")},
+            "review_per_100_records": round(100 * zones_before.get("review", 0) / max(records_total, 1), 3),
+            "judge": judge_report.as_dict() | {"applied": verdicts},
+            "clusters": {
+                "clusters": cluster_report.clusters, "singletons": cluster_report.singletons,
+                "largest": cluster_report.largest,
+                "weak_link_splits": cluster_report.weak_link_splits,
+                "identifier_conflict_splits": cluster_report.conflict_splits,
+                "size_cap_splits": cluster_report.size_cap_splits,
+                "flagged": cluster_report.flagged,
+            },
+            "model": {"prior": params.prior, "em_iterations": params.em_iterations},
+            "timings_s": timer.timings,
+        }
+        with timer.stage("outputs"):
+            pub = Publisher(config.output_dir)
+            try:
+                pub.copy_query(con, "SELECT source, record_id, cluster_id FROM cluster_ids "
+                                    "ORDER BY source, record_id", "clusters.csv")
+                pub.copy_query(con, _golden_query(config), "golden_records.csv")
+                pub.copy_query(con, _golden_query(config), "golden_records.parquet")
+                pub.copy_query(con, _pairs_query(comparisons), "pairs.parquet")
+                pub.write_text("model.json", params.to_json())
+                report["timings_s"]["outputs"] = 0.0
+                report["timings_s"]["total"] = round(sum(timer.timings.values()), 3)
+                pub.write_json("run_report.json", report)
+                pub.publish(last="run_report.json")
+            except BaseException:
+                pub.discard()
+                raise
+        report["timings_s"]["outputs"] = timer.timings["outputs"]
+        return RunResult(report=report, output_dir=config.output_dir, summary=summarise(report))
+    finally:
+        con.close()
+
+
+def summarise(report: dict) -> str:
+    records = ", ".join(f"{k} {v:,}" for k, v in report["records"].items())
+    z = report["zones"]
+    zb = report["zones_before_judge"]
+    c = report["clusters"]
+    t = report["timings_s"]
+    judge = report["judge"]
+    lines = [
+        f"records:          {report['records_total']:,} ({records})",
+        f"candidate pairs:  {report['blocking']['candidate_pairs']:,}"
+        + (f" ({report['blocking']['capped_blocks']:,} oversized blocks capped)"
+           if report["blocking"]["capped_blocks"] else ""),
+        f"model zones:      match {zb['match']:,}, review {zb['review']:,}, non_match {zb['non_match']:,}"
+        f" ({report['review_per_100_records']} review pairs per 100 records)",
+    ]
+    if judge.get("skipped"):
+        lines.append(f"judge:            skipped ({judge.get('skip_reason', '')})")
+    else:
+        lines.append(f"judge:            {judge.get('requests_sent', 0):,} requests sent, "
+                     f"{judge.get('cache_hits', 0):,} cached; after: match {z['match']:,}, "
+                     f"review {z['review']:,}, non_match {z['non_match']:,}")
+    lines += [
+        f"clusters:         {c['clusters']:,} ({c['singletons']:,} singletons, largest {c['largest']})",
+        "time per stage:   " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items() if k != "total")
+        + f"; total {t.get('total', 0):.2f}s",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["run", "RunResult", "summarise", "connect", "StateLockedError", "InputError"]

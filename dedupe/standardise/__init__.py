@@ -1,0 +1,209 @@
+"""Standardise: turn raw record values into matching keys and display values.
+
+Reads ``records`` (from ingest) and writes ``std``, one row per record, with two kinds of columns:
+
+* **display values** for golden records: parsed names in their original casing and accents, the
+  email lower-cased as written, the phone in E.164, the country as ISO-3166 alpha-2;
+* **matching keys** for blocking and comparison: ASCII lower-case names, a nickname family per first
+  name, phonetic codes, the email key with gmail dot/plus folding, free-mail and role-account flags,
+  a company key without legal suffixes, the company label of a corporate email domain.
+
+The per-field rules live in one module per field family (``names``, ``emails``, ``phones``,
+``companies``, ``places``) as pure per-value functions. This module applies them to the *distinct*
+values of each column only (a CRM has far fewer distinct first names, domains or companies than
+rows) and joins the results back in DuckDB, so Python never loops over rows.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import duckdb
+import pyarrow as pa
+
+from dedupe.config import Config
+from dedupe.standardise import companies, emails, names, phones, places
+
+# Region used to read a phone number when the record has no (recognisable) country.
+DEFAULT_PHONE_REGION = "US"
+
+
+def _map_distinct(con: duckdb.DuckDBPyConnection, table: str, source_sql: str, inputs: list[str],
+                  fn: Callable[..., tuple], outputs: dict[str, pa.DataType]) -> None:
+    """Apply ``fn`` to each distinct tuple of ``inputs`` and store inputs + outputs in ``table``."""
+    distinct = con.sql(f"SELECT DISTINCT {', '.join(inputs)} FROM {source_sql}").to_arrow_table()
+    columns = [distinct.column(i).to_pylist() for i in range(len(inputs))]
+    results = [fn(*values) for values in zip(*columns)] if columns and columns[0] else []
+    out_columns = list(zip(*results)) if results else [[] for _ in outputs]
+    arrays = {name: distinct.column(i) for i, name in enumerate(inputs)}
+    for (name, dtype), values in zip(outputs.items(), out_columns):
+        arrays[name] = pa.array(list(values), type=dtype)
+    mapping = pa.table(arrays)
+    con.register("_mapping", mapping)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _mapping")
+    con.unregister("_mapping")
+
+
+def _join_on(alias: str, inputs: Iterable[str], rec: str = "r") -> str:
+    return " AND ".join(f"{alias}.{c} IS NOT DISTINCT FROM {rec}.{c}" for c in inputs)
+
+
+# --------------------------------------------------------------------------------------------
+# per-family adapters: one distinct input tuple -> one output tuple
+
+
+def _name_parts(full: str | None, first: str | None, middle: str | None, last: str | None) -> tuple:
+    suffix = None
+    if full and not (first or last):
+        parsed = names.parse_person_name(full)
+        first, middle, last, suffix = parsed["first"], parsed["middle"], parsed["last"], parsed["suffix"]
+    else:
+        if last:
+            last, suffix = names.split_suffix(last)
+        if first and not middle and " " in first.strip():
+            # "John A." in a first-name column: the tail is a middle name or initial.
+            head, _, tail = first.strip().partition(" ")
+            first, middle = head, tail.strip() or None
+    first_c = names.clean_name(first)
+    last_c = names.clean_name(last)
+    middle_c = names.clean_name(middle)
+    return (
+        first, middle, last, suffix,
+        first_c, middle_c[:1] if middle_c else None, last_c,
+        names.first_name_family(first_c) if first_c else None,
+        first_c[:1] if first_c else None,
+        names.phonetic(last_c), names.phonetic(first_c),
+    )
+
+
+NAME_OUTPUTS = {
+    "first_name": pa.string(), "middle_name": pa.string(), "last_name": pa.string(),
+    "name_suffix": pa.string(), "first_clean": pa.string(), "middle_initial": pa.string(),
+    "last_clean": pa.string(), "first_family": pa.list_(pa.string()), "first_initial": pa.string(),
+    "last_phonetic": pa.string(), "first_phonetic": pa.string(),
+}
+
+
+def _email_parts(value: str | None) -> tuple:
+    e = emails.normalise_email(value) if value else None
+    if not e:
+        return (None,) * 6 + (False, False)
+    domain_key = emails.company_from_domain(e["domain"])
+    return (e["email"], e["key"], e["local"], e["domain"], e["local_alnum"] or None, domain_key,
+            bool(e["is_free"]), bool(e["is_role"]))
+
+
+EMAIL_OUTPUTS = {
+    "email_display": pa.string(), "email_key": pa.string(), "email_local": pa.string(),
+    "email_domain": pa.string(), "email_local_alnum": pa.string(), "email_domain_key": pa.string(),
+    "email_is_free": pa.bool_(), "email_is_role": pa.bool_(),
+}
+
+
+def _company_parts(value: str | None) -> tuple:
+    norm = companies.normalise_company(value) if value else None
+    return norm, companies.company_key(norm) if norm else None
+
+
+def _country_part(value: str | None) -> tuple:
+    return (places.country_code(value) if value else None,)
+
+
+def _phone_part(raw: str | None, country: str | None) -> tuple:
+    if not raw:
+        return (None,)
+    return (phones.to_e164(raw, country, default_region=DEFAULT_PHONE_REGION),)
+
+
+def _place_part(value: str | None) -> tuple:
+    return (places.clean_place(value) if value else None,)
+
+
+def _name_part(value: str | None) -> tuple:
+    return (names.clean_name(value) if value else None,)
+
+
+def _exact_part(value: str | None) -> tuple:
+    return (" ".join(value.split()).lower() if value else None,)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+PLACE_FIELDS = ("street", "city", "postcode", "region")
+
+
+def standardise(con: duckdb.DuckDBPyConnection, config: Config,
+                progress: Callable[[str], None] | None = None) -> None:
+    """Build the ``std`` table from ``records``."""
+    step = progress or (lambda _msg: None)
+
+    step("names")
+    _map_distinct(con, "map_name", "records", ["full_name", "first_name", "middle_name", "last_name"],
+                  _name_parts, NAME_OUTPUTS)
+    step("emails")
+    _map_distinct(con, "map_email", "records", ["email"], _email_parts, EMAIL_OUTPUTS)
+    step("companies")
+    _map_distinct(con, "map_company", "records", ["company"], _company_parts,
+                  {"company_norm": pa.string(), "company_key": pa.string()})
+    step("countries")
+    _map_distinct(con, "map_country", "records", ["country"], _country_part, {"country_code": pa.string()})
+    step("phones")
+    _map_distinct(con, "map_phone",
+                  "(SELECT r.phone, c.country_code FROM records r LEFT JOIN map_country c "
+                  "ON c.country IS NOT DISTINCT FROM r.country)",
+                  ["phone", "country_code"], _phone_part, {"phone_e164": pa.string()})
+
+    simple_maps: list[tuple[str, str, Callable]] = []
+    for f in PLACE_FIELDS:
+        simple_maps.append((f, f"{f}_clean", _place_part))
+    simple_maps.append(("title", "title_clean", _place_part))
+    for extra in config.extra_fields:
+        if extra.compare == "name":
+            simple_maps.append((extra.name, f"{extra.name}_clean", _name_part))
+        elif extra.compare == "string":
+            simple_maps.append((extra.name, f"{extra.name}_clean", _place_part))
+        elif extra.compare == "exact":
+            simple_maps.append((extra.name, f"{extra.name}_clean", _exact_part))
+    for i, (src, out, fn) in enumerate(simple_maps):
+        _map_distinct(con, f"map_simple_{i}", "records", [src], fn, {out: pa.string()})
+
+    step("joining")
+    joins = [
+        f"LEFT JOIN map_name n ON {_join_on('n', ['full_name', 'first_name', 'middle_name', 'last_name'])}",
+        f"LEFT JOIN map_email e ON {_join_on('e', ['email'])}",
+        f"LEFT JOIN map_company c ON {_join_on('c', ['company'])}",
+        f"LEFT JOIN map_country k ON {_join_on('k', ['country'])}",
+        "LEFT JOIN map_phone p ON p.phone IS NOT DISTINCT FROM r.phone "
+        "AND p.country_code IS NOT DISTINCT FROM k.country_code",
+    ]
+    selects = [
+        "r.rid", "r.source", "r.record_id",
+        # display values (golden records)
+        "n.first_name", "n.middle_name", "n.last_name", "n.name_suffix",
+        "e.email_display AS email", "p.phone_e164 AS phone", "r.company", "r.title",
+        "r.street", "r.city", "r.postcode", "r.region", "k.country_code AS country",
+        "r.date_of_birth", "r.updated_at",
+        # matching keys
+        "n.first_clean", "n.middle_initial", "n.last_clean", "n.first_family", "n.first_initial",
+        "n.last_phonetic", "n.first_phonetic",
+        "e.email_key", "e.email_local", "e.email_domain", "e.email_local_alnum", "e.email_domain_key",
+        "coalesce(e.email_is_free, false) AS email_is_free",
+        "coalesce(e.email_is_role, false) AS email_is_role",
+        "c.company_norm", "c.company_key",
+    ]
+    for i, (src, out, _fn) in enumerate(simple_maps):
+        joins.append(f"LEFT JOIN map_simple_{i} s{i} ON s{i}.{src} IS NOT DISTINCT FROM r.{src}")
+        selects.append(f"s{i}.{out}")
+    for extra in config.extra_fields:
+        if extra.compare in ("date", "number"):
+            selects.append(f"r.{extra.name} AS {extra.name}_clean")
+        selects.append(f"r.{extra.name}")
+    con.execute(f"CREATE OR REPLACE TABLE std AS SELECT {', '.join(selects)} FROM records r "
+                f"{' '.join(joins)} ORDER BY r.rid")
+    for t in ["map_name", "map_email", "map_company", "map_country", "map_phone"] + \
+             [f"map_simple_{i}" for i in range(len(simple_maps))]:
+        con.execute(f"DROP TABLE {t}")
+
+
+__all__ = ["standardise"]
