@@ -34,6 +34,8 @@ BLOCKING_KEYS: dict[str, tuple[str, bool]] = {
     "first_initial": ("first_initial", False),
     "first_phonetic": ("first_phonetic", False),
     "last_name": ("last_clean", False),
+    # First and last name in either order: catches "Smith John" against "John Smith".
+    "names_any_order": ("array_to_string(list_sort([first_clean, last_clean]), ' ')", False),
     "last_phonetic": ("last_phonetic", False),
     "company_key": ("company_key", False),
     "city": ("city_clean", False),

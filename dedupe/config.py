@@ -78,7 +78,7 @@ class ExtraField:
 @dataclass(frozen=True)
 class ModelSettings:
     seed: int = 42
-    u_sample_pairs: int = 1_000_000
+    u_sample_pairs: int = 300_000
     em_max_iterations: int = 40
     em_tolerance: float = 1e-5
     tf_adjustment: bool = True
