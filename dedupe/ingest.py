@@ -134,7 +134,7 @@ def _check_ids(con: duckdb.DuckDBPyConnection, source: Source, view: str) -> Non
 def _field_expr(source: Source, fname: str) -> str:
     cols = source.columns.get(fname)
     if not cols:
-        return "NULL"
+        return "CAST(NULL AS VARCHAR)"
     parts = [f"nullif(trim(CAST({_q(c)} AS VARCHAR)), '')" for c in cols]
     expr = parts[0] if len(parts) == 1 else f"nullif(concat_ws(' ', {', '.join(parts)}), '')"
     return expr

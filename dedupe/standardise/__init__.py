@@ -30,12 +30,15 @@ DEFAULT_PHONE_REGION = "US"
 
 def _map_distinct(con: duckdb.DuckDBPyConnection, table: str, source_sql: str, inputs: list[str],
                   fn: Callable[..., tuple], outputs: dict[str, pa.DataType]) -> None:
-    """Apply ``fn`` to each distinct tuple of ``inputs`` and store inputs + outputs in ``table``."""
+    """Apply ``fn`` to each distinct tuple of ``inputs``; store ``in_<input>`` + outputs in ``table``.
+
+    Inputs get an ``in_`` prefix because outputs may reuse their names (``first_name`` in, parsed
+    ``first_name`` out)."""
     distinct = con.sql(f"SELECT DISTINCT {', '.join(inputs)} FROM {source_sql}").to_arrow_table()
     columns = [distinct.column(i).to_pylist() for i in range(len(inputs))]
     results = [fn(*values) for values in zip(*columns)] if columns and columns[0] else []
     out_columns = list(zip(*results)) if results else [[] for _ in outputs]
-    arrays = {name: distinct.column(i) for i, name in enumerate(inputs)}
+    arrays = {f"in_{name}": distinct.column(i) for i, name in enumerate(inputs)}
     for (name, dtype), values in zip(outputs.items(), out_columns):
         arrays[name] = pa.array(list(values), type=dtype)
     mapping = pa.table(arrays)
@@ -45,7 +48,7 @@ def _map_distinct(con: duckdb.DuckDBPyConnection, table: str, source_sql: str, i
 
 
 def _join_on(alias: str, inputs: Iterable[str], rec: str = "r") -> str:
-    return " AND ".join(f"{alias}.{c} IS NOT DISTINCT FROM {rec}.{c}" for c in inputs)
+    return " AND ".join(f"{alias}.in_{c} IS NOT DISTINCT FROM {rec}.{c}" for c in inputs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,7 +154,7 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config,
     step("phones")
     _map_distinct(con, "map_phone",
                   "(SELECT r.phone, c.country_code FROM records r LEFT JOIN map_country c "
-                  "ON c.country IS NOT DISTINCT FROM r.country)",
+                  "ON c.in_country IS NOT DISTINCT FROM r.country)",
                   ["phone", "country_code"], _phone_part, {"phone_e164": pa.string()})
 
     simple_maps: list[tuple[str, str, Callable]] = []
@@ -174,8 +177,8 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config,
         f"LEFT JOIN map_email e ON {_join_on('e', ['email'])}",
         f"LEFT JOIN map_company c ON {_join_on('c', ['company'])}",
         f"LEFT JOIN map_country k ON {_join_on('k', ['country'])}",
-        "LEFT JOIN map_phone p ON p.phone IS NOT DISTINCT FROM r.phone "
-        "AND p.country_code IS NOT DISTINCT FROM k.country_code",
+        "LEFT JOIN map_phone p ON p.in_phone IS NOT DISTINCT FROM r.phone "
+        "AND p.in_country_code IS NOT DISTINCT FROM k.country_code",
     ]
     selects = [
         "r.rid", "r.source", "r.record_id",
@@ -193,7 +196,7 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config,
         "c.company_norm", "c.company_key",
     ]
     for i, (src, out, _fn) in enumerate(simple_maps):
-        joins.append(f"LEFT JOIN map_simple_{i} s{i} ON s{i}.{src} IS NOT DISTINCT FROM r.{src}")
+        joins.append(f"LEFT JOIN map_simple_{i} s{i} ON s{i}.in_{src} IS NOT DISTINCT FROM r.{src}")
         selects.append(f"s{i}.{out}")
     for extra in config.extra_fields:
         if extra.compare in ("date", "number"):

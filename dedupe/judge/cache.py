@@ -1,0 +1,146 @@
+"""The judgment cache, the per-run plan, and the `judge_results` table.
+
+Never pay twice: a verdict is stored once, keyed by what was sent (the
+serialised pair), the model, prompt_version and the rubric fingerprint (see
+prompt.py).  A re-run on unchanged data finds every verdict here and sends
+nothing; a pair whose *sent* fields did not change keeps its verdict across
+nights even if unsent fields (say, street) changed.  Failed judgments are not
+cached here; they live with the batch items (batches.py).
+
+The plan is a TEMP table (`judge_plan`, one row per review pair) holding each
+pair's user text, cache key and custom_id.  Everything else (what is cached,
+what is in flight, what to send) is a SQL join against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from . import prompt
+from .settings import JudgeSettings
+
+DDL = """
+CREATE TABLE IF NOT EXISTS judge_cache (
+    cache_key      VARCHAR PRIMARY KEY,  -- prompt.RequestIds.cache_key
+    model          VARCHAR NOT NULL,
+    prompt_version VARCHAR NOT NULL,
+    same_person    BOOLEAN NOT NULL,
+    confidence     DOUBLE NOT NULL,
+    reason         VARCHAR,
+    batch_id       VARCHAR,               -- provenance: where it was paid for
+    custom_id      VARCHAR,
+    judged_at      TIMESTAMP NOT NULL
+)
+"""
+
+RESULTS_COLUMNS = (
+    "pair_key",
+    "judge_model",
+    "judge_batch_id",
+    "judge_custom_id",
+    "llm_same_person",
+    "llm_confidence",
+    "llm_reason",
+    "decision",
+)
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(DDL)
+
+
+@dataclass
+class PlanSummary:
+    pairs: int
+    cache_hits: int
+
+
+def build_plan(con: duckdb.DuckDBPyConnection, review_table: str, settings: JudgeSettings) -> PlanSummary:
+    """Serialise every review pair and store the plan in TEMP table judge_plan."""
+    cols = ", ".join(f'"l_{f}", "r_{f}"' for f in settings.fields)
+    cur = con.cursor()  # own cursor: never leave a half-read result on `con`
+    cur.execute(f'SELECT pair_key, {cols} FROM {review_table} ORDER BY pair_key')
+    ids = prompt.RequestIds(settings)
+    keys: list[str] = []
+    texts: list[str] = []
+    cache_keys: list[str] = []
+    custom_ids: list[str] = []
+    sizes: list[int] = []
+    while rows := cur.fetchmany(10_000):
+        for row in rows:
+            left = {f: row[1 + 2 * i] for i, f in enumerate(settings.fields)}
+            right = {f: row[2 + 2 * i] for i, f in enumerate(settings.fields)}
+            text = prompt.serialise_pair(left, right, settings.fields)
+            keys.append(row[0])
+            texts.append(text)
+            cache_keys.append(ids.cache_key(text))
+            custom_ids.append(ids.custom_id(text))
+            sizes.append(ids.request_bytes(text))
+    cur.close()
+    plan = pa.table(
+        {
+            "pair_key": pa.array(keys, pa.string()),
+            "user_text": pa.array(texts, pa.string()),
+            "cache_key": pa.array(cache_keys, pa.string()),
+            "custom_id": pa.array(custom_ids, pa.string()),
+            "request_bytes": pa.array(sizes, pa.int64()),
+        }
+    )
+    con.register("judge_plan_arrow", plan)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE judge_plan AS SELECT * FROM judge_plan_arrow")
+    finally:
+        con.unregister("judge_plan_arrow")
+    hits = con.execute(
+        "SELECT count(*) FROM judge_plan p JOIN judge_cache c USING (cache_key)"
+    ).fetchone()[0]
+    return PlanSummary(pairs=len(keys), cache_hits=hits)
+
+
+def store_verdicts(con: duckdb.DuckDBPyConnection, relation: str) -> None:
+    """Insert verdicts from `relation` (cache_key, model, prompt_version,
+    same_person, confidence, reason, batch_id, custom_id).  First verdict wins:
+    a verdict is never overwritten, so a late duplicate cannot flip a decision.
+    Called inside the caller's transaction."""
+    con.execute(
+        f"""
+        INSERT INTO judge_cache
+        SELECT DISTINCT ON (cache_key) cache_key, model, prompt_version, same_person,
+               confidence, reason, batch_id, custom_id, now()::TIMESTAMP
+        FROM {relation}
+        ON CONFLICT DO NOTHING
+        """
+    )
+
+
+def write_results(con: duckdb.DuckDBPyConnection, settings: JudgeSettings) -> dict[str, int]:
+    """(Re)create judge_results from the plan and the cache; return decision counts.
+
+    min_confidence applies in both directions: a confident "different" becomes
+    non_match, a confident "same" becomes match, anything less stays review.
+    """
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE judge_results AS
+        SELECT p.pair_key,
+               c.model       AS judge_model,
+               c.batch_id    AS judge_batch_id,
+               c.custom_id   AS judge_custom_id,
+               c.same_person AS llm_same_person,
+               c.confidence  AS llm_confidence,
+               c.reason      AS llm_reason,
+               CASE WHEN c.confidence < $min THEN 'review'
+                    WHEN c.same_person THEN 'match'
+                    ELSE 'non_match' END AS decision
+        FROM judge_plan p JOIN judge_cache c USING (cache_key)
+        ORDER BY p.pair_key
+        """,
+        {"min": settings.min_confidence},
+    )
+    counts = {"match": 0, "non_match": 0, "review": 0}
+    for decision, n in con.execute("SELECT decision, count(*) FROM judge_results GROUP BY ALL").fetchall():
+        counts[decision] = n
+    return counts

@@ -1,0 +1,65 @@
+import pytest
+
+from dedupe.compare import compare, comparisons_for
+from tests.pipeline_helpers import contacts_config, rid, standardised
+
+
+@pytest.fixture()
+def scored_pair(tmp_path):
+    """Compare one crm record with one partner record; return {comparison: label}."""
+    def run(left: dict, right: dict) -> dict[str, str]:
+        config = contacts_config(tmp_path, {"crm": [{"id": "L", **left}], "partner": [{"id": "R", **right}]})
+        con = standardised(config)
+        comparisons = comparisons_for(config)
+        con.execute(f"CREATE TABLE p AS SELECT {rid(con, 'crm', 'L')} AS rid_l, {rid(con, 'partner', 'R')} AS rid_r")
+        compare(con, comparisons, "p", "levels")
+        row = con.execute("SELECT * FROM levels").fetchall()[0]
+        return {c.name: c.level_labels[row[i + 2]] for i, c in enumerate(comparisons)}
+    return run
+
+
+def test_nickname_rebrand_and_phone_formats(scored_pair):
+    labels = scored_pair(
+        {"first_name": "Jonathan", "last_name": "Smith", "email": "jsmith@acme.com", "company": "Acme Inc",
+         "phone": "(212) 555-0142", "country": "US"},
+        {"first_name": "Jon", "last_name": "Smith", "email": "j.smith@acmecorp.com", "company": "AcmeCorp",
+         "phone": "+1 212 555 0142", "country": "USA"},
+    )
+    assert labels["first_name"] == "nickname family"
+    assert labels["last_name"] == "exact"
+    assert labels["email"] == "same local part, other domain"
+    assert labels["phone"] == "exact"
+    assert labels["company"] == "name contains the other"
+    assert labels["country"] == "exact"
+
+
+def test_company_legal_suffixes_and_gmail_variants_agree_exactly(scored_pair):
+    labels = scored_pair(
+        {"first_name": "Ann", "last_name": "Lee", "email": "ann.lee+crm@gmail.com", "company": "ACME, Inc."},
+        {"first_name": "Ann", "last_name": "Lee", "email": "AnnLee@googlemail.com", "company": "Acme Incorporated"},
+    )
+    assert labels["email"] == "exact personal"
+    assert labels["company"] == "exact"
+
+
+def test_shared_role_mailbox_is_its_own_weaker_level(scored_pair):
+    labels = scored_pair({"first_name": "Ann", "last_name": "Lee", "email": "info@globex.com"},
+                         {"first_name": "Bob", "last_name": "Ray", "email": "INFO@globex.com"})
+    assert labels["email"] == "exact role mailbox"
+    assert labels["first_name"] == "different"
+
+
+def test_swapped_names_missing_values_and_dates(scored_pair):
+    labels = scored_pair({"first_name": "Smith", "last_name": "John", "date_of_birth": "1980-03-04"},
+                         {"first_name": "John", "last_name": "Smith", "date_of_birth": "1980-04-03"})
+    assert labels["first_name"] == "swapped with last name"
+    assert labels["last_name"] == "swapped with first"
+    assert labels["email"] == "missing"
+    assert labels["date_of_birth"] == "one part differs or day/month swapped"
+
+
+def test_father_and_son_suffixes_conflict(scored_pair):
+    labels = scored_pair({"first_name": "Robert", "last_name": "Smith Sr."},
+                         {"first_name": "Robert", "last_name": "Smith Jr"})
+    assert labels["last_name"] == "exact"
+    assert labels["name_suffix"] == "different"
