@@ -1,0 +1,34 @@
+from dedupe.golden import build_golden
+from tests.pipeline_helpers import contacts_config, standardised
+
+PEOPLE = {
+    "crm": [{"id": "c1", "first_name": "Jon", "last_name": "Smith", "email": "jsmith@acme.com",
+             "company": "Acme Inc", "phone": "", "updated_at": "2024-01-01"}],
+    "partner": [{"id": "p1", "first_name": "Jonathan", "last_name": "Smith", "email": "j.smith@acmecorp.com",
+                 "company": "AcmeCorp", "phone": "+1 212 555 0142", "country": "US", "updated_at": "2025-06-01"}],
+}
+
+
+def _golden(tmp_path, extra=""):
+    config = contacts_config(tmp_path, PEOPLE, extra_toml=extra)
+    con = standardised(config)
+    con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G1' AS cluster_id, "
+                "NULL::VARCHAR AS flags FROM std")
+    assert build_golden(con, config) == 1
+    cur = con.execute("SELECT * FROM golden")
+    return dict(zip([d[0] for d in cur.description], cur.fetchall()[0]))
+
+
+def test_most_recent_record_wins_each_field_and_provenance_says_where_from(tmp_path):
+    g = _golden(tmp_path)
+    assert g["first_name"] == "Jonathan" and g["first_name_source"] == "partner"
+    assert g["email"] == "j.smith@acmecorp.com" and g["email_record_id"] == "p1"
+    assert g["phone"] == "+12125550142"  # E.164, from the only record that has one
+    assert g["record_count"] == 2 and g["sources"] == "crm,partner"
+
+
+def test_source_priority_can_override_recency_per_field(tmp_path):
+    g = _golden(tmp_path, '[survivorship]\nsource_priority = ["crm", "partner"]\n'
+                          '[survivorship.fields]\ncompany = ["source_priority"]\n')
+    assert g["company"] == "Acme Inc" and g["company_source"] == "crm"
+    assert g["email_source"] == "partner"  # other fields still follow the default rules
