@@ -12,6 +12,7 @@ bundled fixtures and FEBRL (see the README for why each default is what it is).
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import hashlib
 import json
@@ -34,6 +35,9 @@ FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", "
            ".ndjson": "jsonl", ".json": "json"}
 SURVIVORSHIP_RULES = ("most_recent", "most_complete", "source_priority", "most_frequent")
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
+# Encodings DuckDB's CSV reader supports without an extension, by Python codec name.
+CSV_ENCODINGS = ("utf-8", "utf-16", "latin-1")
+_CODEC_TO_CSV = {"utf-8": "utf-8", "utf-8-sig": "utf-8", "utf-16": "utf-16", "iso8859-1": "latin-1"}
 
 DEFAULT_BLOCKING_RULES: tuple[tuple[str, ...], ...] = (
     ("email_key",),
@@ -82,6 +86,7 @@ class ModelSettings:
     em_max_iterations: int = 40
     em_tolerance: float = 1e-5
     tf_adjustment: bool = True
+    m_from_anchors: bool = True  # m from pairs agreeing on 3 other identity fields; False = pure EM
     prior: float | None = None  # fixed prior link probability among candidates; None = estimate
 
 
@@ -157,6 +162,9 @@ class _Checker:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        # Key paths a misspelt key was matched to: "required" is not reported again for them, so
+        # one typo gives one line.
+        self.suggested: set[str] = set()
 
     def add(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
@@ -166,12 +174,14 @@ class _Checker:
             if key not in known:
                 hint = difflib.get_close_matches(key, list(known), n=1)
                 suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                if hint and hint[0] not in table:
+                    self.suggested.add(_join(prefix, hint[0]))
                 self.add(_join(prefix, key), f"unknown key{suggestion}")
 
     def typed(self, table: dict, key: str, kind: type | tuple[type, ...], prefix: str,
               default: Any = None, required: bool = False) -> Any:
         if key not in table:
-            if required:
+            if required and _join(prefix, key) not in self.suggested:
                 self.add(_join(prefix, key), "required")
             return default
         value = table[key]
@@ -196,6 +206,15 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
              list: "a list", dict: "a table"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _csv_encoding(value: str) -> str | None:
+    """The reader's name for an encoding ('latin1', 'ISO-8859-1' -> 'latin-1'), None if unsupported."""
+    try:
+        name = codecs.lookup(value).name
+    except LookupError:
+        return None
+    return _CODEC_TO_CSV.get(name)
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -231,9 +250,18 @@ def _parse_source(c: _Checker, raw: Any, i: int, base: Path, known_fields: set[s
     elif fmt is not None and fmt not in set(FORMATS.values()):
         c.add(f"{prefix}.format", f"'{fmt}' is not one of csv, parquet, jsonl, json")
     delimiter = c.typed(raw, "delimiter", str, prefix)
+    if delimiter is not None and len(delimiter) != 1:
+        c.add(f"{prefix}.delimiter", f"{delimiter!r} must be a single character")
+        delimiter = None
     if delimiter is None and path is not None and path.suffix.lower() == ".tsv":
         delimiter = "\t"
     encoding = c.typed(raw, "encoding", str, prefix)
+    if encoding is not None:
+        normalised = _csv_encoding(encoding)
+        if normalised is None:
+            c.add(f"{prefix}.encoding", f"'{encoding}' is not supported (use one of "
+                  f"{', '.join(CSV_ENCODINGS)})")
+        encoding = normalised
     date_format = c.typed(raw, "date_format", str, prefix)
     header = c.typed(raw, "header", bool, prefix, default=True)
 
@@ -242,7 +270,9 @@ def _parse_source(c: _Checker, raw: Any, i: int, base: Path, known_fields: set[s
     for fname, col in raw_cols.items():
         key = f"{prefix}.columns.{fname}"
         if fname not in known_fields:
-            hint = difflib.get_close_matches(fname, sorted(known_fields), n=1)
+            # Only a near spelling is offered as a typo (0.6 would turn 'loyalty_number' into
+            # 'last_name'); anything else is most likely a field the user wants to add.
+            hint = difflib.get_close_matches(fname, sorted(known_fields), n=1, cutoff=0.8)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else \
                 " (declare extra fields under [fields.NAME])"
             c.add(key, f"unknown canonical field '{fname}'{suggestion}")
@@ -313,7 +343,7 @@ def _parse_thresholds(c: _Checker, raw: dict) -> Thresholds:
 
 def _parse_model(c: _Checker, raw: dict) -> ModelSettings:
     c.unknown_keys(raw, ("seed", "u_sample_pairs", "em_max_iterations", "em_tolerance",
-                         "tf_adjustment", "prior"), "model")
+                         "tf_adjustment", "m_from_anchors", "prior"), "model")
     d = ModelSettings()
     prior = raw.get("prior")
     if prior is not None:
@@ -324,6 +354,7 @@ def _parse_model(c: _Checker, raw: dict) -> ModelSettings:
         em_max_iterations=c.typed(raw, "em_max_iterations", int, "model", default=d.em_max_iterations),
         em_tolerance=c.typed(raw, "em_tolerance", float, "model", default=d.em_tolerance),
         tf_adjustment=c.typed(raw, "tf_adjustment", bool, "model", default=d.tf_adjustment),
+        m_from_anchors=c.typed(raw, "m_from_anchors", bool, "model", default=d.m_from_anchors),
         prior=prior,
     )
     if m.u_sample_pairs < 1000:
@@ -368,7 +399,9 @@ def _parse_cluster(c: _Checker, raw: dict, known_fields: set[str]) -> ClusterSet
         c.add("cluster.max_size", "must be at least 2")
     ids = c.typed(raw, "identifiers", list, "cluster", default=list(d.identifiers))
     for f in ids:
-        if f not in known_fields:
+        if not isinstance(f, str):
+            c.add("cluster.identifiers", f"expected field names, got {f!r}")
+        elif f not in known_fields:
             c.add("cluster.identifiers", f"unknown field '{f}'")
     return ClusterSettings(max_size=size, identifiers=tuple(ids))
 

@@ -8,7 +8,7 @@ Output: table ``records`` with one row per input record::
     <field> VARCHAR     -- every canonical field and declared extra (full_name kept for parsing)
     updated_at TIMESTAMP, date_of_birth DATE
 
-Every value is read as text (``all_varchar``) so a CSV never fails on a type guess; typed fields are
+Every CSV value is read as text (all columns VARCHAR) so a CSV never fails on a type guess; typed fields are
 parsed here with ``try_strptime`` and a value that does not parse becomes NULL and is counted in
 ``IngestReport.unparsed`` rather than failing the run. What does fail the run, with one line naming the
 file, row or column (``InputError``): a missing or empty file, a mapped column that is not in the file,
@@ -17,6 +17,7 @@ duplicate or empty ids, undecodable text, and malformed CSV rows.
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass, field
 
@@ -49,13 +50,80 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# Delimiters recognised in a header line when a CSV source sets none (.tsv implies a tab).
+DELIMITER_CANDIDATES = (",", ";", "\t", "|")
+
+
+def _python_encoding(source: Source) -> str:
+    """Python's codec for the source; a UTF-8 byte-order mark is dropped, as DuckDB does."""
+    if not source.encoding or source.encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        return "utf-8-sig"
+    return source.encoding
+
+
+def _first_line(source: Source) -> tuple[str, bool]:
+    """The file's first line as text and whether anything but whitespace follows it (looking a
+    little way ahead); UnicodeError if the first line does not decode."""
+    with source.path.open(encoding=_python_encoding(source), errors="replace", newline="") as f:
+        line, rest = f.readline(), f.read(65536)
+    if "\ufffd" in line:  # undecodable bytes (what follows line 1 is DuckDB's to report)
+        raise UnicodeError(line)
+    return line.rstrip("\r\n"), bool(rest.strip())
+
+
+def _csv_layout(source: Source) -> tuple[str, list[str]]:
+    """The delimiter and the column names of a CSV source, read from its first line.
+
+    The dialect is fixed (RFC 4180 quoting, the configured or header-detected delimiter) rather than
+    left to DuckDB's sniffer: on a small file the sniffer "explains" a malformed row by choosing
+    another dialect (one column, no quoting), which silently shifts values or turns the problem into
+    a misleading "column not found". With the dialect and columns fixed, a bad row is reported with
+    its line number. Names follow DuckDB's own rules (trimmed; empty -> columnN; repeats -> name_1).
+    """
+    try:
+        first = _first_line(source)
+    except UnicodeError:
+        raise InputError(_not_utf8(source, 1)) from None
+    except LookupError:
+        raise InputError(f"{source.path}: unknown encoding '{source.encoding}' "
+                         f"(source '{source.name}')") from None
+    line, more = first
+    if not line.strip():
+        if more:
+            raise InputError(f"{source.path}: malformed CSV at line 1: the line is empty"
+                             + (" (expected the header row)" if source.header else ""))
+        raise InputError(f"{source.path}: file has no records (source '{source.name}')")
+    delimiter = source.delimiter
+    if not delimiter:
+        counts = {d: line.count(d) for d in DELIMITER_CANDIDATES}
+        best = max(DELIMITER_CANDIDATES, key=lambda d: counts[d])
+        delimiter = best if counts[best] else ","
+    try:
+        fields = next(csv.reader([line], delimiter=delimiter, quotechar='"', strict=True))
+    except (csv.Error, StopIteration) as e:
+        raise InputError(f"{source.path}: malformed CSV at line 1: {e}") from None
+    width = len(str(max(len(fields) - 1, 0)))
+    names: list[str] = []
+    for i, raw in enumerate(fields):
+        name = raw.strip() if source.header else ""
+        if not name:
+            name = f"column{i:0{width}d}"
+        base, n = name, 0
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.append(name)
+    return delimiter, names
+
+
 def _reader_sql(source: Source) -> str:
     path = _lit(str(source.path))
     if source.format == "csv":
-        opts = ["header = true" if source.header else "header = false", "all_varchar = true",
-                "strict_mode = true", "null_padding = false", "auto_detect = true"]
-        if source.delimiter:
-            opts.append(f"delim = {_lit(source.delimiter)}")
+        delimiter, names = _csv_layout(source)
+        columns = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in names) + "}"
+        opts = ["header = true" if source.header else "header = false", "auto_detect = false",
+                f"columns = {columns}", f"delim = {_lit(delimiter)}", "quote = '\"'",
+                "escape = '\"'", "strict_mode = true", "null_padding = false"]
         if source.encoding:
             opts.append(f"encoding = {_lit(source.encoding.lower().replace('_', '-'))}")
         return f"read_csv({path}, {', '.join(opts)})"
@@ -66,19 +134,32 @@ def _reader_sql(source: Source) -> str:
     return f"read_json({path}, format = 'auto')"
 
 
+def _not_utf8(source: Source, line: int | str | None) -> str:
+    where = f" (line {line})" if line else ""
+    if source.encoding and source.encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        return (f"{source.path}: not valid {source.encoding}{where}; check the encoding of "
+                f"source '{source.name}'")
+    return (f"{source.path}: not valid UTF-8{where}; set encoding = \"latin-1\" (or the file's "
+            f"encoding) for source '{source.name}'")
+
+
 def _explain_reader_error(source: Source, error: Exception) -> str:
     text = str(error)
-    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    first = lines[0] if lines else type(error).__name__
     name = source.path
-    if "unicode" in text.lower() or "utf-8" in text.lower() or "utf8" in text.lower():
-        line = re.search(r"[Ll]ine:? (\d+)", text)
-        where = f" (line {line.group(1)})" if line else ""
-        return (f"{name}: not valid UTF-8{where}; set encoding = \"latin-1\" (or the file's "
-                f"encoding) for source '{source.name}'")
     line = re.search(r"[Ll]ine:? (\d+)", text)
+    lowered = text.lower()
+    if "invalid unicode" in lowered or "not utf-8 encoded" in lowered or "not utf8" in lowered:
+        return _not_utf8(source, line.group(1) if line else None)
+    if "not utf-16 encoded" in lowered:
+        return _not_utf8(source, None)
     if line and source.format == "csv":
-        detail = re.sub(r"^.*?Error: ", "", first)
-        return f"{name}: malformed CSV at line {line.group(1)}: {detail}"
+        # DuckDB's message: "CSV Error on Line: N", "Original Line: ..." (the record, which may
+        # span lines), the reason, then "Possible fixes".
+        end = next((i for i, ln in enumerate(lines) if ln.startswith("Possible")), len(lines))
+        reason = lines[end - 1] if end >= 3 else re.sub(r"^.*?Error: ", "", first)
+        return f"{name}: malformed CSV at line {line.group(1)}: {reason.rstrip('.')}"
     return f"{name}: cannot read as {source.format}: {first}"
 
 

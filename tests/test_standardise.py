@@ -1,0 +1,401 @@
+"""Per-value standardisation rules: names, e-mails, phones, companies, places."""
+
+from __future__ import annotations
+
+import pytest
+
+from dedupe.standardise import companies, emails, names, phones, places
+
+GARBAGE = [None, "", "   ", "n/a", "N/A", "none", "-", "!!!", "\U0001f642"]
+ODD = GARBAGE + ["12345", "\x00", "a@", "@", "\u200b", "\ufffd", "x" * 5000, "(", "[a", 42, 3.5, b"bytes"]
+
+
+# --------------------------------------------------------------------------------------------
+# every public function takes any value without raising; garbage maps to None
+
+
+@pytest.mark.parametrize("value", ODD)
+def test_never_raises(value):
+    names.clean_name(value)
+    names.phonetic(value)
+    names.is_initial(value)
+    assert set(names.parse_person_name(value)) == {"first", "middle", "last", "suffix", "title"}
+    assert len(names.split_suffix(value)) == 2
+    assert isinstance(names.first_name_family(value), list)
+    emails.normalise_email(value)
+    emails.company_from_domain(value)
+    phones.to_e164(value, "US")
+    phones.to_e164("415 555 2671", value)
+    companies.company_key(companies.normalise_company(value))
+    places.country_code(value)
+    places.clean_place(value)
+
+
+@pytest.mark.parametrize("value", GARBAGE)
+def test_garbage_is_none(value):
+    assert names.clean_name(value) is None
+    assert names.phonetic(value) is None
+    assert emails.normalise_email(value) is None
+    assert emails.company_from_domain(value) is None
+    assert phones.to_e164(value, "US") is None
+    assert companies.normalise_company(value) is None
+    assert places.country_code(value) is None
+    assert places.clean_place(value) is None
+
+
+def test_parse_person_name_of_garbage_is_all_none():
+    for value in (None, "", "n/a", "12345", "!!!"):
+        assert set(names.parse_person_name(value).values()) == {None}
+
+
+# --------------------------------------------------------------------------------------------
+# names
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("John", "john"),
+    ("  JOHN   SMITH ", "john smith"),
+    ("O'Neil", "oneil"),
+    ("O\u2019Brien", "obrien"),  # typographic apostrophe
+    ("Doe-Smith", "doe smith"),
+    ("José García", "jose garcia"),
+    ("Łukasz Żółć", "lukasz zolc"),  # NFKD alone would lose the Ł
+    ("Søren", "soren"),
+    ("Владимир", "vladimir"),
+    ("Smith, J.", "smith j"),
+    ("Jo \U0001f642 Smith", "jo smith"),  # anyascii would spell the emoji out
+    ("12345", None),
+])
+def test_clean_name(raw, expected):
+    assert names.clean_name(raw) == expected
+
+
+@pytest.mark.parametrize("full, expected", [
+    ("Smith, John A.", dict(first="John", middle="A.", last="Smith")),
+    ("Dr. John Smith Jr.", dict(title="Dr.", first="John", last="Smith", suffix="jr")),
+    ("SMITH, JOHN", dict(first="JOHN", last="SMITH")),
+    ("John 'Jack' Kennedy", dict(first="John", last="Kennedy")),
+    ("van der Berg, Jan", dict(first="Jan", last="van der Berg")),
+    ("Mary Anne O'Neil-Jones", dict(first="Mary", middle="Anne", last="O'Neil-Jones")),
+    ("José García", dict(first="José", last="García")),
+    ("John Smith, Jr., M.D.", dict(first="John", last="Smith", suffix="jr md")),
+    ("John Smith III", dict(first="John", last="Smith", suffix="iii")),
+    ("John Smith Junior", dict(first="John", last="Smith", suffix="jr")),
+    ("Madonna", dict(last="Madonna")),  # a lone token is the surname
+    ("Mr Smith", dict(title="Mr", last="Smith")),
+    ("Bob & Alice Smith", dict(first="Bob", last="Smith")),  # household: first person only
+])
+def test_parse_person_name(full, expected):
+    parsed = names.parse_person_name(full)
+    assert parsed == {key: expected.get(key) for key in ("first", "middle", "last", "suffix", "title")}
+
+
+@pytest.mark.parametrize("last, expected", [
+    ("Smith Jr.", ("Smith", "jr")),
+    ("Smith, Jr", ("Smith", "jr")),
+    ("Smith III", ("Smith", "iii")),
+    ("Smith Sr. PhD", ("Smith", "sr phd")),
+    ("van der Berg", ("van der Berg", None)),
+    ("Smith", ("Smith", None)),
+    ("Jr", ("Jr", None)),  # nothing else to be the surname
+    ("Do", ("Do", None)),  # a surname, not the degree
+    ("Smith V", ("Smith V", None)),  # more likely an initial
+    (None, (None, None)),
+    ("", (None, None)),
+])
+def test_split_suffix(last, expected):
+    assert names.split_suffix(last) == expected
+
+
+EQUIVALENT_GROUPS = [
+    "jon john jonathan johnny",
+    "john jack",
+    "liz elizabeth beth betty eliza",
+    "bob robert rob bobby",
+    "bill william will billy",
+    "peggy margaret maggie",
+    "kate katherine catherine kathy",
+    "mike michael",
+    "jim james jimmy",
+    "dick richard",
+    "tom thomas",
+    "chris christopher",
+    "alex alexander",
+    "dave david",
+    "sue susan",
+    "jen jennifer",
+    "andy andrew",
+    "tony anthony",
+    "joe joseph",
+    "steve steven stephen",
+    "hans johannes",
+    "pepe jose",
+    "kasia katarzyna",
+    "mohammed mohamed muhammad",
+]
+
+
+def _equivalent(a: str, b: str) -> bool:
+    return bool(set(names.first_name_family(a)) & set(names.first_name_family(b)))
+
+
+@pytest.mark.parametrize("group", EQUIVALENT_GROUPS)
+def test_nickname_families_intersect(group):
+    members = group.split()
+    for i, a in enumerate(members):
+        for b in members[i + 1:]:
+            assert _equivalent(a, b), (a, b, names.first_name_family(a), names.first_name_family(b))
+
+
+@pytest.mark.parametrize("a, b", [
+    ("john", "mary"), ("robert", "richard"), ("michael", "mitchell"), ("james", "john"),
+    ("andrew", "andrea"), ("william", "wilma"), ("john", "ian"), ("john", "nathan"),
+    ("peter", "patrick"), ("mary", "rose"),
+])
+def test_different_names_are_not_equivalent(a, b):
+    assert not _equivalent(a, b), (names.first_name_family(a), names.first_name_family(b))
+
+
+def test_family_shape():
+    for name in ("bob", "chris", "al", "ed", "mary", "john", "sasha", "zzyzx"):
+        family = names.first_name_family(name)
+        assert name in family
+        assert family == sorted(set(family))
+        assert len(family) <= 6
+    assert names.first_name_family("robert") == ["robert"]  # a canonical is its own family
+    assert names.first_name_family("Sasha") == ["sasha"]  # unknown: itself, cleaned
+    assert names.first_name_family(None) == []
+
+
+def test_phonetic():
+    assert names.phonetic("Catherine") == names.phonetic("Katherine") == names.phonetic("Kathryn")
+    assert names.phonetic("Müller") == names.phonetic("Mueller")
+    assert names.phonetic("O'Neil") == names.phonetic("oneil")
+    assert names.phonetic("Smith") != names.phonetic("Jones")
+    assert names.phonetic("123") is None
+
+
+def test_is_initial():
+    assert names.is_initial("j")
+    assert names.is_initial("J. R.")
+    assert not names.is_initial("jo")
+    assert not names.is_initial(None)
+
+
+# --------------------------------------------------------------------------------------------
+# e-mails
+
+
+def test_gmail_key_drops_dots_and_tag():
+    e = emails.normalise_email("  John.Smith+crm@Gmail.com ")
+    assert e == {
+        "email": "john.smith+crm@gmail.com", "key": "johnsmith@gmail.com", "local": "johnsmith",
+        "domain": "gmail.com", "local_alnum": "johnsmith", "is_free": True, "is_role": False,
+    }
+
+
+def test_googlemail_is_gmail():
+    assert emails.normalise_email("j.o.h.n@googlemail.com")["key"] == "john@gmail.com"
+
+
+@pytest.mark.parametrize("raw, key", [
+    ("bob+news@outlook.com", "bob@outlook.com"),
+    ("bob+x@icloud.com", "bob@icloud.com"),
+    ("j.smith+crm@acme.com", "j.smith@acme.com"),  # dots matter outside gmail
+    ("alice-work@yahoo.com", "alice-work@yahoo.com"),  # yahoo's "-" aliases are not folded
+    ("+tag@acme.com", "+tag@acme.com"),  # no base mailbox to fold to
+])
+def test_subaddress_folding(raw, key):
+    assert emails.normalise_email(raw)["key"] == key
+
+
+def test_local_alnum():
+    assert emails.normalise_email("j.smith_84-x@acme.com")["local_alnum"] == "jsmithx"
+    assert emails.normalise_email("123@acme.com")["local_alnum"] is None
+    assert emails.normalise_email("jürgen.müller@acme.de")["local_alnum"] == "jurgenmuller"
+
+
+@pytest.mark.parametrize("raw", [
+    "john smith@acme.com", "john@", "@acme.com", "john@acme", "john@@acme.com", "john@acme..com",
+    "john.@acme.com", "none@none.com", "noemail@acme.com", "john@-acme.com",
+])
+def test_invalid_email(raw):
+    assert emails.normalise_email(raw) is None
+
+
+def test_wrapped_email_is_unwrapped():
+    assert emails.normalise_email("mailto:A@Acme.com")["email"] == "a@acme.com"
+    assert emails.normalise_email("<a@acme.com>")["email"] == "a@acme.com"
+
+
+@pytest.mark.parametrize("raw, is_free", [
+    ("a@gmail.com", True), ("a@hotmail.co.uk", True), ("a@mailinator.com", True),
+    ("a@guerrillamail.com", True), ("a@acme.com", False), ("a@acme.co.uk", False),
+])
+def test_is_free(raw, is_free):
+    assert emails.normalise_email(raw)["is_free"] is is_free
+
+
+@pytest.mark.parametrize("raw, is_role", [
+    ("info@acme.com", True), ("Sales@acme.com", True), ("no-reply@acme.com", True),
+    ("no.reply@acme.com", True), ("info.uk@acme.com", True), ("sales-emea@acme.com", True),
+    ("support+ticket@acme.com", True), ("enquiries@acme.co.uk", True), ("hr@acme.com", True),
+    ("john.smith@acme.com", False), ("bill.jones@acme.com", False), ("infosec.jane@acme.com", False),
+])
+def test_is_role(raw, is_role):
+    assert emails.normalise_email(raw)["is_role"] is is_role
+
+
+@pytest.mark.parametrize("domain, expected", [
+    ("acme.com", "acme"),
+    ("mail.acmecorp.co.uk", "acmecorp"),
+    ("ACME-Corp.com.", "acmecorp"),
+    ("acme.com.au", "acme"),
+    ("gmail.com", None),
+    ("mail.yahoo.co.uk", None),
+    ("mailinator.com", None),
+    ("localhost", None),
+    ("co.uk", None),
+])
+def test_company_from_domain(domain, expected):
+    assert emails.company_from_domain(domain) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# phones
+
+
+@pytest.mark.parametrize("raw, country, expected", [
+    ("+1 555 123 4567", None, "+15551234567"),  # fictional 555 numbers are accepted
+    ("(555) 123-4567", "US", "+15551234567"),
+    ("555.123.4567", "US", "+15551234567"),
+    ("+1 415 555 2671", "GB", "+14155552671"),  # "+" beats the record's country
+    ("1-415-555-2671", "US", "+14155552671"),
+    ("415 555 2671 x123", "US", "+14155552671"),
+    ("+1 415 555 2671 ext. 123", None, "+14155552671"),
+    ("00 44 20 7946 0958", "US", "+442079460958"),  # "00" read as "+" anywhere
+    ("011 44 20 7946 0958", "US", "+442079460958"),
+    ("020 7946 0958", "GB", "+442079460958"),
+    ("020 7946 0958", "United Kingdom", "+442079460958"),  # country in any known form
+    ("+44 (0)20 7946 0958", None, "+442079460958"),
+    ("030/12345678", "DE", "+493012345678"),
+    ("01.23.45.67.89", "FR", "+33123456789"),
+    ("tel:+1-415-555-2671", None, "+14155552671"),
+])
+def test_to_e164(raw, country, expected):
+    assert phones.to_e164(raw, country) == expected
+
+
+@pytest.mark.parametrize("raw, country", [
+    ("12345", "US"), ("555-2671", "US"), ("n/a", "US"), ("call me", "US"),
+    ("123-456-7890", "US"), ("000-000-0000", "US"), ("111-111-1111", "US"),
+    ("+44 0000 000000", None), ("415 555 26711", "US"),
+])
+def test_to_e164_rejects(raw, country):
+    assert phones.to_e164(raw, country) is None
+
+
+def test_to_e164_region_fallback():
+    assert phones.to_e164("020 7946 0958", None, default_region="GB") == "+442079460958"
+    assert phones.to_e164("415 555 2671", "Narnia") == "+14155552671"  # unknown -> default US
+
+
+# --------------------------------------------------------------------------------------------
+# companies
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Acme Inc", "acme"),
+    ("ACME, Inc.", "acme"),
+    ("Acme Incorporated", "acme"),
+    ("Acme Corp", "acme"),
+    ("ACME Corporation", "acme"),
+    ("AcmeCorp", "acmecorp"),
+    ("The Acme Company", "acme"),
+    ("Toyota Motor Co., Ltd.", "toyota motor"),
+    ("Samsung Electronics Co Ltd", "samsung electronics"),
+    ("Acme GmbH & Co. KG", "acme"),
+    ("Acme GmbH u. Co. KG", "acme"),
+    ("Acme L.L.C.", "acme"),
+    ("Acme S.A.", "acme"),
+    ("Acme Pty Ltd", "acme"),
+    ("Industrias Levante S.L.", "industrias levante"),
+    ("Smith & Co", "smith"),
+    ("Procter & Gamble", "procter and gamble"),
+    ("AT&T Inc.", "att"),
+    ("McDonald's Corporation", "mcdonalds"),
+    ("Acme (UK) Ltd", "acme"),
+    ("Nestlé S.A.", "nestle"),
+    ("Acme Holdings", "acme holdings"),  # descriptive words stay
+    ("The Company", "company"),  # never strip the whole name
+    ("Limited", "limited"),
+])
+def test_normalise_company(raw, expected):
+    assert companies.normalise_company(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "n/a", "N/A", "-", "none", "Self-Employed", "retired", "Unknown"])
+def test_normalise_company_placeholders(raw):
+    assert companies.normalise_company(raw) is None
+
+
+def test_company_key():
+    key = lambda raw: companies.company_key(companies.normalise_company(raw))  # noqa: E731
+    assert key("Acme Corp") == key("ACME Corporation") == key("A.C.M.E. Inc") == "acme"
+    assert key("Blue Sky Ltd") == key("BLUE SKY LIMITED") == "bluesky"
+    assert key("AcmeCorp") == "acmecorp" != key("Acme Corp")  # a rebrand is the judge's call
+    assert companies.company_key(None) is None
+    assert companies.company_key("") is None
+
+
+# --------------------------------------------------------------------------------------------
+# places
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("US", "US"), ("us", "US"), ("USA", "US"), ("U.S.A.", "US"), ("U.S.", "US"),
+    ("United States", "US"), ("United States of America", "US"), ("840", "US"),
+    ("UK", "GB"), ("U.K.", "GB"), ("England", "GB"), ("Scotland", "GB"), ("Wales", "GB"),
+    ("Great Britain", "GB"), ("GBR", "GB"), ("United Kingdom", "GB"),
+    ("Deutschland", "DE"), ("germany ", "DE"), ("Holland", "NL"), ("The Netherlands", "NL"),
+    ("Ivory Coast", "CI"), ("Côte d'Ivoire", "CI"), ("Turkey", "TR"), ("Türkiye", "TR"),
+    ("Russia", "RU"), ("South Korea", "KR"), ("Korea", "KR"), ("Korea, Republic of", "KR"),
+    ("Czech Republic", "CZ"), ("Burma", "MM"), ("Swaziland", "SZ"), ("Macedonia", "MK"),
+    ("España", "ES"), ("St. Kitts and Nevis", "KN"), ("The Bahamas", "BS"), ("Viet Nam", "VN"),
+    ("036", "AU"), ("Namibia", "NA"),
+])
+def test_country_code(raw, expected):
+    assert places.country_code(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["Narnia", "NA", "N/A", "Europe", "South America", "Kosovo", ""])
+def test_country_code_unknown(raw):
+    assert places.country_code(raw) is None
+
+
+def test_country_code_never_searches_fuzzily(monkeypatch):
+    import pycountry
+
+    def boom(*_args, **_kwargs):
+        raise AssertionError("pycountry look-up called")
+
+    monkeypatch.setattr(pycountry.countries, "search_fuzzy", boom)
+    monkeypatch.setattr(pycountry.countries, "lookup", boom)
+    assert places.country_code("Narnia") is None
+    assert places.country_code("Germany") == "DE"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("St. John's", "st johns"),
+    ("Winston-Salem", "winston salem"),
+    ("  New   York ", "new york"),
+    ("SW1A 1AA", "sw1a 1aa"),
+    ("12345-6789", "12345 6789"),
+    ("P.O. Box 12", "po box 12"),
+    ("São Paulo", "sao paulo"),
+    ("Köln", "koln"),
+    ("n/a", None),
+    ("", None),
+])
+def test_clean_place(raw, expected):
+    assert places.clean_place(raw) == expected
