@@ -4,9 +4,14 @@ term-frequency adjustment of exact matches.
 * **u** (P(level | different people)) is counted on a seeded random sample of record pairs, which
   are almost all non-matches. Estimating u this way, rather than by EM, is what keeps EM stable
   (Splink's approach).
-* **m** (P(level | same person)) and the prior share of matches among candidates are fitted by
-  EM on the candidate pairs, aggregated first to distinct agreement patterns in DuckDB, so an
-  iteration costs microseconds whatever the number of pairs.
+* **m** (P(level | same person)) and the **prior** are fitted by EM over *all* record pairs, of
+  which only the candidates are materialised: a pair that no blocking rule produced disagrees on
+  every blocking key, so its match posterior is taken as zero. The prior is therefore the share of
+  matches among all ``n(n-1)/2`` pairs, not among candidates. This matters: non-matching
+  candidates agree on their blocking key by construction, so an EM confined to candidates, with u
+  from random pairs, explains every candidate as a match and degenerates to a prior of 1.
+  Candidates are aggregated first to distinct agreement patterns in DuckDB, so an iteration costs
+  microseconds whatever the number of pairs.
 * **Term frequencies.** An exact match on a common value (``john``, ``info@acme.com``, an office
   main line shared by forty colleagues) is weaker evidence than on a rare one. For comparisons with
   a ``tf_column``, the exact level's Bayes factor uses ``m / tf(value)`` instead of ``m / u``, where
@@ -41,6 +46,7 @@ class ModelParams:
     labels: dict[str, dict[int, str]] = field(default_factory=dict)
     em_iterations: int = 0
     u_sample_pairs: int = 0
+    anchored: list[str] = field(default_factory=list)  # comparisons whose m came from anchor pairs
 
     def weight(self, comparison: str, level: int) -> float:
         """log2 Bayes factor of one comparison level (0 for a missing value)."""
@@ -53,6 +59,7 @@ class ModelParams:
             "prior": self.prior,
             "em_iterations": self.em_iterations,
             "u_sample_pairs": self.u_sample_pairs,
+            "m_from_anchors": self.anchored,
             "comparisons": {
                 name: [{"level": lv, "label": self.labels.get(name, {}).get(lv, str(lv)),
                         "m": self.m[name][lv], "u": self.u[name][lv],
@@ -114,17 +121,26 @@ def _initial_m(c: Comparison) -> dict[int, float]:
 
 
 def estimate_m(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], table: str,
-               u: dict[str, dict[int, float]], settings: ModelSettings) -> tuple[dict, float, int]:
-    """EM over distinct agreement patterns of ``table``; returns (m, prior, iterations)."""
+               u: dict[str, dict[int, float]], settings: ModelSettings,
+               total_pairs: int | None = None,
+               fixed_m: dict[str, dict[int, float]] | None = None) -> tuple[dict, float, int]:
+    """EM over distinct agreement patterns of ``table``; returns (m, prior, iterations).
+
+    ``total_pairs`` is the number of pairs in the population the prior refers to (all record
+    pairs); by default, the rows of ``table``. Comparisons in ``fixed_m`` keep those m values."""
+    fixed_m = fixed_m or {}
     names = [c.name for c in comparisons]
     rows = con.execute(f"SELECT {', '.join(names)}, count(*) FROM {table} GROUP BY ALL").fetchall()
     if not rows:
-        return {c.name: _initial_m(c) for c in comparisons}, settings.prior or 0.01, 0
+        return {c.name: fixed_m.get(c.name) or _initial_m(c) for c in comparisons}, settings.prior or 0.01, 0
     patterns = np.array([r[:-1] for r in rows], dtype=np.int64)
     counts = np.array([r[-1] for r in rows], dtype=np.float64)
+    population = float(total_pairs or counts.sum())
 
-    m = {c.name: _initial_m(c) for c in comparisons}
-    prior = settings.prior if settings.prior is not None else 0.1
+    m = {c.name: fixed_m.get(c.name) or _initial_m(c) for c in comparisons}
+    # Start from "a few percent of candidates are matches"; EM moves it from there.
+    prior = settings.prior if settings.prior is not None else \
+        min(max(0.05 * counts.sum() / population, 1e-12), 0.5)
     iterations = 0
     for iterations in range(1, settings.em_max_iterations + 1):
         # E step: the match probability of each pattern.
@@ -144,23 +160,57 @@ def estimate_m(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], ta
         for j, c in enumerate(comparisons):
             col = patterns[:, j]
             level_mass = {lv: float(weighted[col == lv].sum()) for lv in _levels(c)}
-            new_m[c.name] = _smoothed(level_mass, _levels(c))
+            new_m[c.name] = fixed_m.get(c.name) or _smoothed(level_mass, _levels(c))
         new_prior = prior if settings.prior is not None else \
-            float(min(max(weighted.sum() / counts.sum(), 1e-6), 1 - 1e-6))
+            float(min(max(weighted.sum() / population, 1e-12), 1 - 1e-6))
         change = max(abs(new_m[n][lv] - m[n][lv]) for n in new_m for lv in new_m[n])
-        change = max(change, abs(new_prior - prior))
+        change = max(change, abs(math.log(new_prior / prior)))
         m, prior = new_m, new_prior
         if change < settings.em_tolerance:
             break
     return m, prior, iterations
 
 
+# Comparisons that identify a person. Anchor pairs agree exactly on several of them.
+IDENTITY_COMPARISONS = ("first_name", "last_name", "email", "phone", "date_of_birth")
+MIN_ANCHOR_PAIRS = 30
+
+
+def estimate_m_from_anchors(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], table: str,
+                            identity: list[str]) -> dict[str, dict[int, float]]:
+    """m per comparison, counted on the pairs that agree exactly on three other identity fields.
+
+    Leaving the comparison itself out of the anchor condition is what makes the count honest: a
+    pair anchored on first name + last name + phone says how often the *same person's* two emails
+    agree. Comparisons with fewer than MIN_ANCHOR_PAIRS anchors are left out (EM fits them).
+    """
+    by_name = {c.name: c for c in comparisons}
+    m: dict[str, dict[int, float]] = {}
+    for c in comparisons:
+        others = [by_name[n] for n in identity if n in by_name and n != c.name]
+        if len(others) < 2:
+            continue
+        need = min(3, len(others))
+        agree = " + ".join(f"CAST({o.name} = {o.exact_level} AS INTEGER)" for o in others)
+        counts = dict(con.execute(f"SELECT {c.name}, count(*) FROM {table} "
+                                  f"WHERE {c.name} >= 0 AND {agree} >= {need} GROUP BY 1").fetchall())
+        if sum(counts.values()) >= MIN_ANCHOR_PAIRS:
+            m[c.name] = _smoothed(counts, _levels(c))
+    return m
+
+
 def train(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], table: str,
-          settings: ModelSettings) -> ModelParams:
+          settings: ModelSettings, identifiers: tuple[str, ...] = ()) -> ModelParams:
+    """u from random pairs; m from anchor pairs where there are enough, else EM; prior by EM."""
     u, sampled = estimate_u(con, comparisons, settings)
-    m, prior, iterations = estimate_m(con, comparisons, table, u, settings)
+    n = con.execute("SELECT count(*) FROM std").fetchall()[0][0]
+    identity = list(IDENTITY_COMPARISONS) + [f for f in identifiers if f not in IDENTITY_COMPARISONS]
+    anchored = estimate_m_from_anchors(con, comparisons, table, identity) if settings.m_from_anchors else {}
+    m, prior, iterations = estimate_m(con, comparisons, table, u, settings, total_pairs=n * (n - 1) // 2,
+                                      fixed_m=anchored)
     return ModelParams(prior=prior, m=m, u=u, labels={c.name: c.level_labels for c in comparisons},
-                       em_iterations=iterations, u_sample_pairs=sampled)
+                       em_iterations=iterations, u_sample_pairs=sampled,
+                       anchored=sorted(anchored))
 
 
 def _weight_case(c: Comparison, params: ModelParams) -> str:

@@ -201,7 +201,8 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
     with timer.stage("compare"):
         compare.compare(con, comparisons, "candidates", "comparisons")
     with timer.stage("train"):
-        params = model.train(con, comparisons, "comparisons", config.model)
+        params = model.train(con, comparisons, "comparisons", config.model,
+                                 identifiers=config.cluster.identifiers)
     with timer.stage("score"):
         model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment)
         _zones(con, config)
