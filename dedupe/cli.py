@@ -51,7 +51,7 @@ def run(
 ) -> None:
     """Run the whole pipeline and write clusters, golden records, pairs and a run report."""
     from dedupe.ingest import InputError
-    from dedupe.judge import JudgeBudgetError, JudgePending
+    from dedupe.judge import JudgeBudgetError, JudgeError, JudgePending
     from dedupe.pipeline import StateLockedError, run as run_pipeline
 
     cfg = _load(config, output_dir)
@@ -64,7 +64,7 @@ def run(
     except JudgePending as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(EXIT_PENDING)
-    except StateLockedError as e:
+    except (StateLockedError, JudgeError) as e:
         _fail(str(e), 1)
     typer.echo(result.summary)
     typer.echo(f"outputs:          {result.output_dir}")

@@ -176,13 +176,19 @@ NAME_SUFFIX = Comparison(
                        f"l.name_suffix NOT IN {_GENERATIONAL} OR r.name_suffix NOT IN {_GENERATIONAL})")),
 )
 
+# A local part made of the person's own name ("jsmith", "john.smith") agrees whenever the names
+# agree, so it adds nothing the name comparisons have not already counted: namesakes share it too.
+# Only a local part that is *not* the name (a handle such as "wolfpack77") is evidence of its own.
+_HANDLE = ("(strpos(l.email_local_alnum, replace(l.last_clean, ' ', '')) = 0 AND "
+           "strpos(l.email_local_alnum, coalesce(l.first_clean, '~')) = 0)")
+
 EMAIL = Comparison("email", _either_null("email_key"), (
     ("exact personal", "l.email_key = r.email_key AND NOT l.email_is_role"),
     ("exact role mailbox", "l.email_key = r.email_key"),
-    ("same local part, other domain", "l.email_local_alnum = r.email_local_alnum AND "
-     "length(l.email_local_alnum) >= 3 AND NOT l.email_is_role AND NOT r.email_is_role"),
-    ("similar local part", "NOT l.email_is_role AND NOT r.email_is_role AND "
-     "jaro_winkler_similarity(l.email_local, r.email_local) >= 0.88"),
+    ("same handle, other domain", "l.email_local_alnum = r.email_local_alnum AND "
+     f"length(l.email_local_alnum) >= 4 AND NOT l.email_is_role AND NOT r.email_is_role AND {_HANDLE}"),
+    ("similar handle", f"NOT l.email_is_role AND NOT r.email_is_role AND {_HANDLE} AND "
+     "jaro_winkler_similarity(l.email_local, r.email_local) >= 0.9"),
 ), tf_column="email_key")
 
 PHONE = Comparison("phone", _either_null("phone"), (

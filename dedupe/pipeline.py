@@ -91,11 +91,18 @@ def connect(config: Config) -> duckdb.DuckDBPyConnection:
 # stages that are only SQL glue between modules
 
 
-def _zones(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison]) -> None:
     t = config.thresholds
+    names = {c.name for c in comparisons}
+    # The name gate: colleagues share a company, an office line, a city and a country, and a model
+    # that multiplies those as independent evidence can outvote two different names. A pair whose
+    # first AND last names both disagree is never linked by the model (swaps have their own level).
+    gate = "first_name = 0 AND last_name = 0" if {"first_name", "last_name"} <= names and \
+        t.require_name_agreement else "false"
     con.execute(f"""
         CREATE OR REPLACE TABLE pairs AS
-        SELECT *, CASE WHEN match_probability >= {t.match} THEN 'match'
+        SELECT *, CASE WHEN {gate} THEN 'non_match'
+                       WHEN match_probability >= {t.match} THEN 'match'
                        WHEN match_probability >= {t.review} THEN 'review'
                        ELSE 'non_match' END AS decision,
                'model' AS decided_by
@@ -205,7 +212,7 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
                                  identifiers=config.cluster.identifiers)
     with timer.stage("score"):
         model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment)
-        _zones(con, config)
+        _zones(con, config, comparisons)
         _review_table(con)
     return _Scored(ingest_report, block_report, comparisons, params)
 

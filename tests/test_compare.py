@@ -27,10 +27,17 @@ def test_nickname_rebrand_and_phone_formats(scored_pair):
     )
     assert labels["first_name"] == "nickname family"
     assert labels["last_name"] == "exact"
-    assert labels["email"] == "same local part, other domain"
+    # jsmith is Jon Smith's own name: it agrees whenever the names do, so it is not counted again.
+    assert labels["email"] == "different"
     assert labels["phone"] == "exact"
     assert labels["company"] == "name contains the other"
     assert labels["country"] == "exact"
+
+
+def test_a_shared_handle_that_is_not_the_name_counts_on_its_own(scored_pair):
+    labels = scored_pair({"first_name": "Ann", "last_name": "Lee", "email": "wolfpack77@gmail.com"},
+                         {"first_name": "Ann", "last_name": "Lee", "email": "wolfpack77@outlook.com"})
+    assert labels["email"] == "same handle, other domain"
 
 
 def test_company_legal_suffixes_and_gmail_variants_agree_exactly(scored_pair):

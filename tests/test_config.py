@@ -197,10 +197,10 @@ def test_required_keys_are_named(tmp_path, write_config):
 
 def test_threshold_order_and_wrong_types(tmp_path, write_config):
     conf = write_config(tmp_path, [{"name": "crm", "path": "crm.csv", "id": "id", "columns": {"email": "e"}}],
-                        extra_toml="[thresholds]\nmatch = 0.5\nreview = 0.6\n"
+                        extra_toml="[thresholds]\nmatch = 0.5\nreview = 0.6\nfallback = 0.55\n"
                                    "[cluster]\nmax_size = \"big\"\nidentifiers = [{a = 1}]\n")
     found = problems(conf)
-    assert "thresholds: need review <= fallback <= match (got 0.6, 0.5, 0.5)" in found
+    assert "thresholds: need review <= fallback <= match (got 0.6, 0.55, 0.5)" in found
     assert "cluster.max_size: expected an integer, got str" in found
     assert any(p.startswith("cluster.identifiers: ") for p in found)  # reported, not a crash
 

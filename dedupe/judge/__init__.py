@@ -6,8 +6,9 @@ Public surface (everything else is internal):
 * ``run_judge``: judge the pairs of a review table, resuming open batches.
 * ``dry_run``: write the requests that would be sent as JSONL; send nothing.
 * ``JudgeReport``: what happened, for run_report.json.
-* ``JudgeError`` (API failure; state is saved), ``JudgePending`` (exit 75),
-  ``JudgeBudgetError`` (exit 2, nothing sent).
+* ``JudgeError`` (API failure or missing key; state is saved),
+  ``JudgePending`` (exit 75), ``JudgeBudgetError`` (exit 2, nothing sent).
+  The three are unrelated classes, so catch order does not matter.
 
 Both entry points leave ``judge_results`` in the state DB: one row per review
 pair with a usable verdict, fresh or cached.  Cached verdicts apply even when
@@ -58,7 +59,7 @@ class JudgeReport:
     pairs_in_review: int = 0
     cache_hits: int = 0  # pairs whose verdict was already in the cache
     requests_sent: int = 0  # request items submitted by this call, resends included
-    batches: list[str] = field(default_factory=list)  # batch ids created or resumed
+    batches: list[str] = field(default_factory=list)  # ids created, adopted or collected by this call
     verdicts: dict[str, int] = field(default_factory=lambda: {"match": 0, "non_match": 0, "review": 0})
     failed: int = 0  # pairs left in review for good (terminal failure or attempts used up)
     failures: dict[str, int] = field(default_factory=dict)
@@ -104,6 +105,10 @@ def _finish(con, settings: JudgeSettings, report: JudgeReport) -> None:
     report.failed = sum(report.failures.values())
 
 
+def _usd(x: float) -> str:
+    return f"${x:.2f}" if x >= 0.01 or x == 0 else f"${x:.4f}"
+
+
 def _skip_reason(settings: JudgeSettings) -> str | None:
     if settings.backend == "none":
         return 'judge.backend = "none"'
@@ -130,13 +135,18 @@ def run_judge(
     if reason:
         n_pairs = sum(t.n_pairs for t in todo)
         log(f"judge skipped: {reason}; {n_pairs:,} review pairs would have been judged "
-            f"(est. ${est.cost_usd:.2f})")
+            f"(est. {_usd(est.cost_usd)})")
         report.skipped, report.skip_reason = True, reason
         _finish(con, settings, report)
         return report
     if not os.environ.get("ANTHROPIC_API_KEY"):
         raise JudgeError('judge: judge.backend = "anthropic" but ANTHROPIC_API_KEY is not set')
 
+    if not todo and not batches.has_open_batches(con):
+        # Everything cached or settled: no client, no network, no SDK import.
+        _finish(con, settings, report)
+        log(_summary(report))
+        return report
     if todo:
         log(est.line())
         cost.check_budget(est, settings)
@@ -158,10 +168,15 @@ def run_judge(
         raise JudgeError(f"judge: Anthropic API error: {e}; state saved, the next run resumes") from e
     _collect_progress(report, session)
     _finish(con, settings, report)
-    v = report.verdicts
-    log(f"judge: {v['match']:,} match, {v['non_match']:,} non_match, {v['review']:,} left for review; "
-        f"{report.failed:,} failed; cost ${report.actual['cost_usd']:.4f}")
+    log(_summary(report))
     return report
+
+
+def _summary(report: JudgeReport) -> str:
+    v = report.verdicts
+    return (f"judge: {v['match']:,} match, {v['non_match']:,} non_match, {v['review']:,} left for review "
+            f"({report.cache_hits:,} pairs from the cache, {report.requests_sent:,} requests sent); "
+            f"{report.failed:,} failed; cost ${report.actual['cost_usd']:.4f}")
 
 
 def _collect_progress(report: JudgeReport, session: batches.Session) -> None:

@@ -40,6 +40,7 @@ Outcome classes (``judge_batch_items.outcome``):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -115,8 +116,11 @@ class JudgeError(Exception):
     """The judge could not finish; the state DB is consistent and the next run resumes."""
 
 
-class JudgePending(JudgeError):
-    """max_wait_s elapsed with batches still in progress (the CLI exits 75)."""
+class JudgePending(Exception):
+    """max_wait_s elapsed with batches still in progress (the CLI exits 75).
+
+    Deliberately not a JudgeError: it is not a failure, and a CLI that catches
+    JudgeError first must not turn "come back later" into exit code 1."""
 
     report: Any = None  # the JudgeReport so far, attached by run_judge
 
@@ -198,6 +202,12 @@ def pending(con: duckdb.DuckDBPyConnection, settings: JudgeSettings) -> list[Tod
     return [Todo(*r) for r in rows]
 
 
+def has_open_batches(con: duckdb.DuckDBPyConnection) -> bool:
+    """Anything journaled that still needs the API (including interrupted creates)?"""
+    n = con.execute(f"SELECT count(*) FROM judge_batches WHERE status IN {OPEN_STATUSES}").fetchall()[0][0]
+    return n > 0
+
+
 def failures(con: duckdb.DuckDBPyConnection, settings: JudgeSettings) -> dict[str, int]:
     """Review pairs left without a verdict for good, by reason."""
     rows = con.execute(
@@ -264,6 +274,8 @@ class Session:
         Raises JudgePending after max_wait_s with batches still open."""
         deadline = time.monotonic() + self.settings.max_wait_s
         started = time.monotonic()
+        # Requests freed by reconcile() (an interrupted create that never
+        # reached the server) were budget-checked by the run that planned them.
         self.reconcile()
         while True:
             todo = pending(self.con, self.settings)
@@ -545,15 +557,24 @@ class Session:
 
         try:
             lines = list(self.client.messages.batches.results(batch_id))
+        except anthropic.NotFoundError:
+            # Deleted, or archived (results are kept 29 days): nothing to
+            # collect, so the requests go out again.
+            self._lost(local_id, batch_id)
+            return
         except anthropic.APIError as e:
             raise JudgeError(f"judge: downloading results of {batch_id} failed: {e}; "
                              "state saved, the next run resumes") from e
+        (model,) = self.con.execute("SELECT model FROM judge_batches WHERE local_id = $lid",
+                                    {"lid": local_id}).fetchall()[0]
+        # Price with the model the batch was sent to, even if the config changed since.
+        prices = cost.prices_for(dataclasses.replace(self.settings, model=model)) or self.prices
         rows: dict[str, dict] = {}
         batch_usage = cost.Usage()
         for line in lines:
             if line.custom_id in rows:
                 continue  # first line wins; the API sends one per request
-            row = self._classify(line.result, role)
+            row = self._classify(line.result, role, prices)
             row["custom_id"] = line.custom_id
             rows[line.custom_id] = row
             batch_usage.add(cost.Usage(*(row[k] or 0 for k in (
@@ -561,6 +582,7 @@ class Session:
                 "cache_read_input_tokens", "cost_usd"))))
         self._store(local_id, batch_id, role, list(rows.values()))
         self.progress.usage.add(batch_usage)
+        self.progress.batch_ids.append(batch_id)
         summary: dict[str, int] = {}
         for r in rows.values():
             summary[r["outcome"]] = summary.get(r["outcome"], 0) + 1
@@ -568,14 +590,14 @@ class Session:
                  + ", ".join(f"{n:,} {k}" for k, n in sorted(summary.items()))
                  + f"; cost ${batch_usage.cost_usd:.4f}")
 
-    def _classify(self, result, role: str) -> dict:
+    def _classify(self, result, role: str, prices: cost.ModelPrices) -> dict:
         row = dict(outcome=None, error_type=None, detail=None, same_person=None, confidence=None,
                    reason=None, input_tokens=None, output_tokens=None, cache_creation_input_tokens=None,
                    cache_read_input_tokens=None, cost_usd=None)
         kind = getattr(result, "type", None)
         if kind == "succeeded" and getattr(result, "message", None) is not None:
             msg = result.message
-            used = cost.usage_cost(msg.usage, self.prices)  # billed even when unusable
+            used = cost.usage_cost(msg.usage, prices)  # billed even when unusable
             row.update(input_tokens=used.input_tokens, output_tokens=used.output_tokens,
                        cache_creation_input_tokens=used.cache_creation_input_tokens,
                        cache_read_input_tokens=used.cache_read_input_tokens, cost_usd=used.cost_usd)

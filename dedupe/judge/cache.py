@@ -96,7 +96,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, review_table: str, settings: Judg
         con.unregister("judge_plan_arrow")
     hits = con.execute(
         "SELECT count(*) FROM judge_plan p JOIN judge_cache c USING (cache_key)"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return PlanSummary(pairs=len(keys), cache_hits=hits)
 
 
