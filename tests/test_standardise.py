@@ -399,3 +399,23 @@ def test_country_code_never_searches_fuzzily(monkeypatch):
 ])
 def test_clean_place(raw, expected):
     assert places.clean_place(raw) == expected
+
+
+def test_fast_name_parser_agrees_with_nameparser_on_the_demo_names():
+    import csv
+    from pathlib import Path
+
+    from dedupe.standardise.names import _parse_simple, _parse_with_nameparser
+
+    path = Path(__file__).parent.parent / "fixtures" / "demo" / "partner.csv"
+    full_names = [row["full_name"] for row in csv.DictReader(path.open(encoding="utf-8")) if row["full_name"]]
+    fast = 0
+    for full in full_names:
+        simple = _parse_simple(full)
+        if simple is None:
+            continue
+        fast += 1
+        slow = _parse_with_nameparser(full)
+        assert {k: slow[k] for k in ("first", "middle", "last")} == simple, full
+        assert slow["suffix"] is None and slow["title"] is None, full
+    assert fast > 0.8 * len(full_names)  # the fast path carries the common shapes

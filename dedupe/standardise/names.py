@@ -99,6 +99,15 @@ def parse_person_name(full: str | None) -> dict:
     parts = dict.fromkeys(("first", "middle", "last", "suffix", "title"))
     if not isinstance(full, str) or full.strip().lower() in _PLACEHOLDERS:
         return parts
+    simple = _parse_simple(full)
+    if simple is not None:
+        parts.update(simple)
+        return parts
+    return _parse_with_nameparser(full)
+
+
+def _parse_with_nameparser(full: str) -> dict:
+    parts = dict.fromkeys(("first", "middle", "last", "suffix", "title"))
     try:
         human = HumanName(" ".join(full.split()), constants=_constants())
         parts.update(
@@ -116,6 +125,42 @@ def parse_person_name(full: str | None) -> dict:
     if parts["last"] is None and parts["first"] is not None and parts["middle"] is None:
         parts["last"], parts["first"] = parts["first"], None
     return parts
+
+
+_SIMPLE_TOKEN = re.compile(r"^[^\W\d_]+(?:['-][^\W\d_]+)*$")
+_INITIAL = re.compile(r"^[^\W\d_]\.?$")
+
+
+def _parse_simple(full: str) -> dict | None:
+    """The common shapes without nameparser (which parses ~6k names/s): "First Last",
+    "First M. Last" and "Last, First [M.]", made only of plain name tokens that are no title,
+    suffix or particle. Anything else returns None and goes to nameparser."""
+    head, comma, tail = full.partition(",")
+    if "," in tail:
+        return None
+    tokens = (tail.split() + head.split()) if comma else full.split()
+    if len(tokens) not in (2, 3):
+        return None
+    constants = _constants()
+    for token in tokens:
+        key = token.lower().rstrip(".")
+        if key in constants.titles or key in constants.prefixes or key in _SPLITTABLE or \
+                key in constants.conjunctions:
+            return None
+    if comma:
+        # "Last, First [M.]": the last name is exactly the part before the comma.
+        if len(head.split()) != 1:
+            return None
+        rest = tail.split()
+    else:
+        rest = tokens[:-1]
+    last = tokens[-1] if not comma else head.strip()
+    first, middle = rest[0], (rest[1] if len(rest) == 2 else None)
+    if middle is not None and not _INITIAL.match(middle):
+        return None
+    if not all(_SIMPLE_TOKEN.match(t) for t in (first, last)):
+        return None
+    return {"first": first, "middle": middle, "last": last}
 
 
 def split_suffix(last: str | None) -> tuple[str | None, str | None]:
@@ -181,6 +226,7 @@ def _canonical_suffixes(raw: str) -> str | None:
     return " ".join(canon) or None
 
 
+@cache
 @cache
 def _constants() -> Constants:
     constants = Constants()
