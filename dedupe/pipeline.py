@@ -57,10 +57,11 @@ class _Timer:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        self.log(f"{name} ...")
+        # One line per finished stage: a run that fails on bad input prints only its error line.
         start = time.perf_counter()
         yield
         self.timings[name] = round(time.perf_counter() - start, 3)
+        self.log(f"{name} done in {self.timings[name]:.2f}s")
 
 
 def default_log(message: str) -> None:
@@ -93,12 +94,17 @@ def connect(config: Config) -> duckdb.DuckDBPyConnection:
 
 def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison]) -> None:
     t = config.thresholds
-    names = {c.name for c in comparisons}
+    by_name = {c.name: c for c in comparisons}
     # The name gate: colleagues share a company, an office line, a city and a country, and a model
     # that multiplies those as independent evidence can outvote two different names. A pair whose
-    # first AND last names both disagree is never linked by the model (swaps have their own level).
-    gate = "first_name = 0 AND last_name = 0" if {"first_name", "last_name"} <= names and \
-        t.require_name_agreement else "false"
+    # first AND last names both disagree is never linked by the model (swaps have their own level)
+    # unless a personal identifier agrees exactly: a personal email, a date of birth, an identifier
+    # field (FEBRL's typos can hit both names of one person; its date of birth then still agrees).
+    gate = "false"
+    if {"first_name", "last_name"} <= set(by_name) and t.require_name_agreement:
+        personal = ["email", "date_of_birth"] + [f.name for f in config.extra_fields if f.identifier]
+        rescue = " OR ".join(f"{n} = {by_name[n].exact_level}" for n in personal if n in by_name)
+        gate = f"first_name = 0 AND last_name = 0" + (f" AND NOT ({rescue})" if rescue else "")
     con.execute(f"""
         CREATE OR REPLACE TABLE pairs AS
         SELECT *, CASE WHEN {gate} THEN 'non_match'
