@@ -182,16 +182,20 @@ NAME_SUFFIX = Comparison(
 _HANDLE = ("(strpos(l.email_local_alnum, replace(l.last_clean, ' ', '')) = 0 AND "
            "strpos(l.email_local_alnum, coalesce(l.first_clean, '~')) = 0)")
 
-EMAIL = Comparison("email", _either_null("email_key"), (
-    ("exact personal", "l.email_key = r.email_key AND NOT l.email_is_role"),
-    ("exact role mailbox", "l.email_key = r.email_key"),
+# A shared mailbox or line (standardise flags them from the data: one address or number used
+# under two different names) says nothing about identity, so the pair counts as not comparable on
+# it rather than as agreeing.
+EMAIL = Comparison("email", "(l.email_key IS NULL OR r.email_key IS NULL OR "
+                            "(l.email_key = r.email_key AND (l.email_shared OR r.email_shared)))", (
+    ("exact personal", "l.email_key = r.email_key"),
     ("same handle, other domain", "l.email_local_alnum = r.email_local_alnum AND "
      f"length(l.email_local_alnum) >= 4 AND NOT l.email_is_role AND NOT r.email_is_role AND {_HANDLE}"),
     ("similar handle", f"NOT l.email_is_role AND NOT r.email_is_role AND {_HANDLE} AND "
      "jaro_winkler_similarity(l.email_local, r.email_local) >= 0.9"),
 ), tf_column="email_key")
 
-PHONE = Comparison("phone", _either_null("phone"), (
+PHONE = Comparison("phone", "(l.phone IS NULL OR r.phone IS NULL OR "
+                            "(l.phone = r.phone AND (l.phone_shared OR r.phone_shared)))", (
     ("exact", "l.phone = r.phone"),
     ("same last 7 digits", "right(l.phone, 7) = right(r.phone, 7)"),
 ), tf_column="phone")

@@ -49,10 +49,19 @@ def test_company_legal_suffixes_and_gmail_variants_agree_exactly(scored_pair):
     assert labels["company"] == "exact"
 
 
-def test_shared_role_mailbox_is_its_own_weaker_level(scored_pair):
+def test_a_shared_role_mailbox_is_no_evidence(scored_pair):
     labels = scored_pair({"first_name": "Ann", "last_name": "Lee", "email": "info@globex.com"},
-                         {"first_name": "Bob", "last_name": "Ray", "email": "INFO@globex.com"})
-    assert labels["email"] == "exact role mailbox"
+                         {"first_name": "Ann", "last_name": "Lee", "email": "INFO@globex.com"})
+    assert labels["email"] == "missing"
+
+
+def test_a_mailbox_and_a_line_used_under_two_names_are_shared_not_personal(scored_pair):
+    # Spouses with one family mailbox and one home number: neither says they are one person.
+    labels = scored_pair({"first_name": "Ann", "last_name": "Lee", "email": "leefamily@gmail.com",
+                          "phone": "+1 212 555 0199"},
+                         {"first_name": "Bob", "last_name": "Lee", "email": "leefamily@gmail.com",
+                          "phone": "(212) 555-0199", "country": "US"})
+    assert labels["email"] == "missing" and labels["phone"] == "missing"
     assert labels["first_name"] == "different"
 
 

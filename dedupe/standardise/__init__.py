@@ -202,8 +202,21 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config,
         if extra.compare in ("date", "number"):
             selects.append(f"r.{extra.name} AS {extra.name}_clean")
         selects.append(f"r.{extra.name}")
-    con.execute(f"CREATE OR REPLACE TABLE std AS SELECT {', '.join(selects)} FROM records r "
-                f"{' '.join(joins)} ORDER BY r.rid")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE std_base AS SELECT {', '.join(selects)} FROM records r "
+                f"{' '.join(joins)}")
+    # Shared contact points, learnt from the data rather than from a list: a phone or an email
+    # used by records of two different people-looking names (different surname sound or first
+    # initial) is an office line, a family mailbox or a role account. Matching must not treat it
+    # as personal.
+    person = "coalesce(first_initial, '') || '|' || coalesce(last_phonetic, '')"
+    con.execute(f"""
+        CREATE OR REPLACE TABLE std AS
+        SELECT *,
+               phone IS NOT NULL AND count(DISTINCT {person}) OVER (PARTITION BY phone) > 1 AS phone_shared,
+               email_key IS NOT NULL AND (email_is_role OR count(DISTINCT {person})
+                   OVER (PARTITION BY email_key) > 1) AS email_shared
+        FROM std_base ORDER BY rid""")
+    con.execute("DROP TABLE std_base")
     for t in ["map_name", "map_email", "map_company", "map_country", "map_phone"] + \
              [f"map_simple_{i}" for i in range(len(simple_maps))]:
         con.execute(f"DROP TABLE {t}")
