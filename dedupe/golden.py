@@ -35,48 +35,54 @@ def golden_fields(config: Config) -> list[str]:
     return out + [e.name for e in config.extra_fields if e.name in mapped]
 
 
-def _order_by(rules: tuple[str, ...], field: str) -> str:
-    keys = []
+def _rank_key(rules: tuple[str, ...], field: str) -> str:
+    """A struct that sorts the best member first under ``rules`` (ties: source order, record id)."""
+    parts = []
     for rule in rules:
         if rule == "most_recent":
-            keys.append("updated_at DESC NULLS LAST")
+            parts.append("coalesce(-epoch(updated_at), 1e18)")  # newest first, undated last
         elif rule == "most_complete":
-            keys.append("completeness DESC")
+            parts.append("-completeness")
         elif rule == "source_priority":
-            keys.append("source_rank ASC")
+            parts.append("source_rank")
         elif rule == "most_frequent":
-            keys.append(f"freq_{field} DESC")
-    keys.append("source_rank ASC, record_id ASC")
-    return ", ".join(keys)
+            parts.append(f"-freq_{field}")
+    parts += ["source_rank", "record_id"]
+    return "struct_pack(" + ", ".join(f"k{i} := {p}" for i, p in enumerate(parts)) + ")"
 
 
 def build_golden(con: duckdb.DuckDBPyConnection, config: Config) -> int:
     """Write table ``golden`` (one row per cluster) from ``std`` and ``cluster_ids``."""
     fields = golden_fields(config)
+    rules = {f: config.survivorship.fields.get(f, config.survivorship.rules) for f in fields}
     priority = list(config.survivorship.source_priority)
     rank = "CASE s.source " + " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(priority)) + \
         f" ELSE {len(priority)} END"
     completeness = " + ".join(f"CAST(s.{f} IS NOT NULL AS INTEGER)" for f in fields)
-    freq = ", ".join(f"count(s.{f}) OVER (PARTITION BY c.cluster_id, s.{f}) AS freq_{f}" for f in fields)
+    freq = "".join(f", count(s.{f}) OVER (PARTITION BY c.cluster_id, s.{f}) AS freq_{f}"
+                   for f in fields if "most_frequent" in rules[f])
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE golden_members AS
-        SELECT c.cluster_id, c.flags, s.*, {rank} AS source_rank, {completeness} AS completeness, {freq}
+        SELECT c.cluster_id, c.flags, s.source, s.record_id, s.updated_at,
+               {', '.join(f's.{f}' for f in fields)},
+               {rank} AS source_rank, {completeness} AS completeness {freq}
         FROM std s JOIN cluster_ids c ON c.rid = s.rid""")
-    picks = []
-    for f in fields:
-        rules = config.survivorship.fields.get(f, config.survivorship.rules)
-        order = _order_by(rules, f)
-        value = f"first({f} ORDER BY {order}) FILTER (WHERE {f} IS NOT NULL)"
-        picks.append(f"{value} AS {f}")
-        picks.append(f"first(source ORDER BY {order}) FILTER (WHERE {f} IS NOT NULL) AS {f}_source")
-        picks.append(f"first(record_id ORDER BY {order}) FILTER (WHERE {f} IS NOT NULL) AS {f}_record_id")
+    # One arg_min per field over a rank struct: no sort per field, and the value, its source and its
+    # record id come from the same member by construction.
+    picks = [f"arg_min(struct_pack(v := {f}, s := source, r := record_id), {_rank_key(rules[f], f)}) "
+             f"FILTER (WHERE {f} IS NOT NULL) AS pick_{f}" for f in fields]
+    unpack = [f"pick_{f}.v AS {f}, pick_{f}.s AS {f}_source, pick_{f}.r AS {f}_record_id" for f in fields]
     con.execute(f"""
         CREATE OR REPLACE TABLE golden AS
-        SELECT cluster_id, count(*) AS record_count,
-               string_agg(DISTINCT source, ',' ORDER BY source) AS sources,
-               {', '.join(picks)},
-               max(updated_at) AS updated_at, any_value(flags) AS flags
-        FROM golden_members GROUP BY cluster_id ORDER BY cluster_id""")
+        WITH picked AS (
+            SELECT cluster_id, count(*) AS record_count,
+                   string_agg(DISTINCT source, ',' ORDER BY source) AS sources,
+                   {', '.join(picks)},
+                   max(updated_at) AS updated_at, any_value(flags) AS flags
+            FROM golden_members GROUP BY cluster_id
+        )
+        SELECT cluster_id, record_count, sources, {', '.join(unpack)}, updated_at, flags
+        FROM picked ORDER BY cluster_id""")
     con.execute("DROP TABLE golden_members")
     return con.execute("SELECT count(*) FROM golden").fetchall()[0][0]
 

@@ -32,3 +32,19 @@ def test_source_priority_can_override_recency_per_field(tmp_path):
                           '[survivorship.fields]\ncompany = ["source_priority"]\n')
     assert g["company"] == "Acme Inc" and g["company_source"] == "crm"
     assert g["email_source"] == "partner"  # other fields still follow the default rules
+
+
+def test_most_frequent_takes_the_value_most_members_agree_on(tmp_path):
+    people = {"crm": [
+        {"id": "a", "first_name": "Ann", "last_name": "Lee", "company": "Globex", "updated_at": "2025-01-01"},
+        {"id": "b", "first_name": "Ann", "last_name": "Lee", "company": "Globex", "updated_at": "2024-01-01"},
+        {"id": "c", "first_name": "Ann", "last_name": "Lee", "company": "Initech", "updated_at": "2025-06-01"},
+    ]}
+    config = contacts_config(tmp_path, people, extra_toml='[survivorship.fields]\ncompany = ["most_frequent"]\n')
+    con = standardised(config)
+    con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G1' AS cluster_id, "
+                "NULL::VARCHAR AS flags FROM std")
+    build_golden(con, config)
+    company, source_record = con.execute("SELECT company, company_record_id FROM golden").fetchall()[0]
+    # Two members say Globex, the most recent says Initech: the vote wins; ties go to record id.
+    assert (company, source_record) == ("Globex", "a")
