@@ -125,7 +125,7 @@ def block(con: duckdb.DuckDBPyConnection, rules: tuple[tuple[str, ...], ...], ma
             JOIN block_sizes s ON s.key = a.key AND s.n <= {max_block_size}
             JOIN block_keys b ON b.key = a.key AND a.rid < b.rid""")
     con.execute("""
-        CREATE OR REPLACE TABLE candidates AS
+        CREATE OR REPLACE TEMP TABLE candidates AS
         SELECT rid_l, rid_r, min(rule) AS rule FROM candidate_parts
         GROUP BY rid_l, rid_r ORDER BY rid_l, rid_r""")
     for rule_index, n in con.execute(

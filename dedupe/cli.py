@@ -48,15 +48,23 @@ def run(
     config: Path = typer.Argument(..., help="The project's TOML config."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o",
                                               help="Write outputs here instead of [project] output_dir."),
+    full: bool = typer.Option(False, "--full", help="Recompute every stage instead of reusing what "
+                              "unchanged records and pairs already have (same results, slower)."),
+    retrain: bool = typer.Option(False, "--retrain", help="Fit the model again instead of reusing the "
+                                 "stored one (scores move; golden ids stay stable)."),
 ) -> None:
-    """Run the whole pipeline and write clusters, golden records, pairs and a run report."""
+    """Run the whole pipeline and write clusters, golden records, pairs and a run report.
+
+    Nightly use: runs are incremental (only new and changed records are standardised and compared;
+    the LLM judge only sees pairs it has not judged), golden-record ids are stable, and a run
+    waiting on an LLM batch exits 75 and resumes on the next run."""
     from dedupe.ingest import InputError
     from dedupe.judge import JudgeBudgetError, JudgeError, JudgePending
     from dedupe.pipeline import StateLockedError, run as run_pipeline
 
     cfg = _load(config, output_dir)
     try:
-        result = run_pipeline(cfg)
+        result = run_pipeline(cfg, full=full, retrain=retrain)
     except InputError as e:
         _fail(str(e), EXIT_BAD_INPUT)
     except JudgeBudgetError as e:
@@ -90,6 +98,34 @@ def evaluate(
     path = write_evaluation(cfg.output_dir, result)
     typer.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     typer.echo(f"written:          {path}")
+
+
+@app.command()
+def runs(
+    config: Path = typer.Argument(..., help="The project's TOML config."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the run history recorded in the state database."""
+    from dedupe.state import list_runs
+
+    cfg = _load(config)
+    history = list_runs(cfg.state)
+    if as_json:
+        typer.echo(json.dumps(history, indent=2, default=str))
+        return
+    if not history:
+        typer.echo(f"no runs recorded in {cfg.state}")
+        return
+    typer.echo(f"{'run':>4}  {'started (UTC)':<19}  {'seconds':>8}  {'status':<8} {'exit':>4}  "
+               f"{'mode':<11} {'gen':>4}  {'records':>9}  {'pairs':>10}  message")
+    for r in history:
+        counts = json.loads(r["counts"]) if r["counts"] else {}
+        secs = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None
+        typer.echo(f"{r['run_id']:>4}  {str(r['started_at'])[:19]:<19}  "
+                   f"{'' if secs is None else f'{secs:.1f}':>8}  {r['status']:<8} "
+                   f"{'' if r['exit_code'] is None else r['exit_code']:>4}  {r['mode']:<11} "
+                   f"{r['generation'] or '':>4}  {counts.get('records', ''):>9}  "
+                   f"{counts.get('candidate_pairs', ''):>10}  {r['message'] or ''}")
 
 
 @app.command()

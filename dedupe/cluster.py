@@ -216,7 +216,7 @@ def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, 
         con.executemany("INSERT INTO resplit VALUES (?, ?, ?)", rows)
 
     con.execute("""
-        CREATE OR REPLACE TABLE clusters AS
+        CREATE OR REPLACE TEMP TABLE clusters AS
         WITH assigned AS (
             SELECT c.rid, coalesce(r.component, c.component) AS component, r.flag
             FROM components c LEFT JOIN resplit r USING (rid)

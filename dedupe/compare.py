@@ -18,6 +18,7 @@ and coarse levels keep those estimates stable on small data.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from duckdb.sqltypes import DOUBLE, VARCHAR
 from rapidfuzz import distance, fuzz, process
 
 from dedupe.config import Config
+from dedupe.state import get_meta, set_meta
 
 
 @dataclass(frozen=True)
@@ -292,18 +294,64 @@ def _level_select(comparisons: list[Comparison]) -> tuple[list[str], list[str]]:
 
 
 def compare(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], pairs_table: str,
-            out_table: str) -> None:
-    """Write ``out_table(rid_l, rid_r, <comparison>...)`` (levels) for every pair of ``pairs_table``."""
+            out_table: str, persist: bool = False) -> None:
+    """Write ``out_table(rid_l, rid_r, key_l, key_r, <comparison>...)`` for every pair of
+    ``pairs_table``; ``key_*`` are the records' ``compare_key`` (what the levels depend on)."""
     register_functions(con)
     similarities, cases = _level_select(comparisons)
     names = ", ".join(c.name for c in comparisons)
     con.execute(f"""
-        CREATE OR REPLACE TABLE {out_table} AS
-        SELECT rid_l, rid_r, {names} FROM (
-            SELECT p.rid_l, p.rid_r, {', '.join(similarities + cases)}
+        CREATE OR REPLACE {'' if persist else 'TEMP'} TABLE {out_table} AS
+        SELECT rid_l, rid_r, key_l, key_r, {names} FROM (
+            SELECT p.rid_l, p.rid_r, l.compare_key AS key_l, r.compare_key AS key_r,
+                   {', '.join(similarities + cases)}
             FROM {pairs_table} p
             JOIN std l ON l.rid = p.rid_l
             JOIN std r ON r.rid = p.rid_r)""")
 
 
-__all__ = ["Comparison", "comparisons_for", "compare", "register_functions"]
+def signature(comparisons: list[Comparison]) -> str:
+    """Changes whenever any comparison's SQL changes: cached levels are then recomputed."""
+    text = "\n".join(f"{c.name}:{c.case_sql()}" for c in comparisons)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def compare_candidates(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison],
+                       full: bool = True) -> dict[str, int]:
+    """Levels for every pair in ``candidates`` into ``comparisons``, reusing last night's.
+
+    A previous row is reused when the pair is still a candidate and both records' compare_keys are
+    unchanged, so only pairs touching new or changed records are compared again.
+    """
+    sig = signature(comparisons)
+    reuse = not full and get_meta(con, "comparisons_signature") == sig and con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'comparisons' "
+        "AND table_schema = 'main'").fetchall()[0][0] > 0
+    if not reuse:
+        compare(con, comparisons, "candidates", "comparisons", persist=True)
+        set_meta(con, "comparisons_signature", sig)
+        n = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
+        return {"compared": n, "reused": 0}
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE keyed_candidates AS
+        SELECT c.rid_l, c.rid_r, l.compare_key AS key_l, r.compare_key AS key_r
+        FROM candidates c JOIN std l ON l.rid = c.rid_l JOIN std r ON r.rid = c.rid_r""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE stale_pairs AS
+        SELECT rid_l, rid_r FROM keyed_candidates k
+        ANTI JOIN comparisons o USING (rid_l, rid_r, key_l, key_r)""")
+    compare(con, comparisons, "stale_pairs", "fresh_comparisons")
+    # In place: the night's changes are small, a rewrite of every pair would not be.
+    con.execute("""
+        DELETE FROM comparisons o WHERE NOT EXISTS (
+            SELECT 1 FROM keyed_candidates k WHERE k.rid_l = o.rid_l AND k.rid_r = o.rid_r
+               AND k.key_l = o.key_l AND k.key_r = o.key_r)""")
+    con.execute("INSERT INTO comparisons SELECT * FROM fresh_comparisons")
+    fresh = con.execute("SELECT count(*) FROM fresh_comparisons").fetchall()[0][0]
+    total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
+    for t in ("fresh_comparisons", "stale_pairs", "keyed_candidates"):
+        con.execute(f"DROP TABLE {t}")
+    return {"compared": fresh, "reused": total - fresh}
+
+
+__all__ = ["Comparison", "comparisons_for", "compare", "compare_candidates", "signature", "register_functions"]

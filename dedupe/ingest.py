@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from dedupe.config import RECORD_FIELDS, Config, Source
+from dedupe.state import ensure_schema
 
 # Formats tried, in order, when a source gives no date_format. ISO first: it is unambiguous.
 TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%fZ",
@@ -261,12 +262,23 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config) -> IngestReport:
         return fname
 
     checked = [f for f in fields if f in ("updated_at", "date_of_birth") or f in typed_extras]
+    # Stable ids: a key seen before keeps its rid; new keys get new rids in key order.
+    ensure_schema(con)
+    con.execute("""
+        INSERT INTO record_registry
+        SELECT r.source, r.record_id,
+               (SELECT coalesce(max(rid), 0) FROM record_registry)
+               + row_number() OVER (ORDER BY r.source_index, r.record_id)
+        FROM raw_records r ANTI JOIN record_registry g USING (source, record_id)""")
+    # The content hash says whether a record changed since it was last standardised; every mapped
+    # value takes part, NULL distinct from empty.
+    content = ", ".join(f"coalesce({f}, chr(0))" for f in fields)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE typed_records AS
-        SELECT CAST(row_number() OVER (ORDER BY source_index, record_id) AS BIGINT) AS rid,
-               source, record_id, {', '.join(typed(f) for f in fields)},
-               {', '.join(f'{f} AS {f}__raw' for f in checked)}
-        FROM raw_records""")
+        SELECT g.rid, r.source, r.record_id, {', '.join(typed(f) for f in fields)},
+               md5(concat_ws(chr(31), {content})) AS content_hash,
+               {', '.join(f'r.{f} AS {f}__raw' for f in checked)}
+        FROM raw_records r JOIN record_registry g USING (source, record_id)""")
     for fname in checked:
         rows = con.execute(f"""SELECT source, count(*) FROM typed_records
                                WHERE {fname}__raw IS NOT NULL AND {fname} IS NULL GROUP BY source
@@ -274,7 +286,7 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config) -> IngestReport:
         for src, n in rows:
             report.unparsed.setdefault(src, {})[fname] = n
     raw_cols = ", ".join(f"{f}__raw" for f in checked)
-    con.execute(f"CREATE OR REPLACE TABLE records AS "
+    con.execute(f"CREATE OR REPLACE TEMP TABLE records AS "
                 f"SELECT * EXCLUDE ({raw_cols}) FROM typed_records ORDER BY rid")
     for source in config.sources:
         report.records[source.name] = con.execute(

@@ -71,6 +71,23 @@ class ModelParams:
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2)
 
+    def to_state(self) -> str:
+        """Everything needed to score again, for the state DB (JSON keys are strings)."""
+        return json.dumps({"prior": self.prior, "m": self.m, "u": self.u,
+                           "labels": self.labels, "em_iterations": self.em_iterations,
+                           "u_sample_pairs": self.u_sample_pairs, "anchored": self.anchored})
+
+    @classmethod
+    def from_state(cls, text: str) -> "ModelParams":
+        d = json.loads(text)
+
+        def levels(table: dict) -> dict:
+            return {name: {int(k): v for k, v in lv.items()} for name, lv in table.items()}
+
+        return cls(prior=d["prior"], m=levels(d["m"]), u=levels(d["u"]),
+                   labels=levels(d["labels"]), em_iterations=d["em_iterations"],
+                   u_sample_pairs=d["u_sample_pairs"], anchored=d["anchored"])
+
 
 def _levels(c: Comparison) -> list[int]:
     return list(range(c.exact_level, -1, -1))
@@ -84,13 +101,14 @@ def _smoothed(counts: dict[int, float], levels: list[int]) -> dict[int, float]:
 
 def estimate_u(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison],
                settings: ModelSettings) -> tuple[dict[str, dict[int, float]], int]:
-    n = con.execute("SELECT count(*) FROM std").fetchall()[0][0]
+    rids = np.array([r[0] for r in con.execute("SELECT rid FROM std ORDER BY rid").fetchall()], dtype=np.int64)
+    n = len(rids)
     max_pairs = n * (n - 1) // 2
     size = int(min(settings.u_sample_pairs, max_pairs))
     rng = np.random.default_rng(settings.seed)
-    # rids are dense 1..n (ingest assigns them); draw with replacement, drop self-pairs.
-    a = rng.integers(1, n + 1, size=size, dtype=np.int64)
-    b = rng.integers(1, n + 1, size=size, dtype=np.int64)
+    # Draw record positions with replacement (rids have gaps where records were deleted).
+    a = rids[rng.integers(0, n, size=size)]
+    b = rids[rng.integers(0, n, size=size)]
     keep = a != b
     pairs = pa.table({"rid_l": np.minimum(a, b)[keep], "rid_r": np.maximum(a, b)[keep]})
     con.register("_u_pairs", pairs)
@@ -244,7 +262,7 @@ def score(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], params:
     weight = " + ".join(terms)
     level_cols = ", ".join(f"c.{c.name}" for c in comparisons)
     con.execute(f"""
-        CREATE OR REPLACE TABLE {out_table} AS
+        CREATE OR REPLACE TEMP TABLE {out_table} AS
         WITH weighted AS (
             SELECT c.rid_l, c.rid_r, {level_cols}, {weight} AS match_weight
             FROM {levels_table} c {' '.join(joins)}

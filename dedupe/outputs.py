@@ -1,10 +1,10 @@
-"""Atomic publication of a run's output files.
+"""Atomic publication of a run's output files, all at once.
 
 Every file is first written by DuckDB into a staging folder inside ``output_dir`` (same file
-system), then moved into place with ``os.replace``, which is atomic: a reader sees the previous
-complete file or the new complete file, never a half-written one. ``run_report.json`` moves last,
-so a report always describes files that are already in place. If the run fails before publishing,
-the staging folder is removed and the previous outputs stay exactly as they were.
+system). Publishing renames that folder to ``runs/<generation>`` and switches the ``latest``
+symlink to it with ``os.replace``, which is atomic: a reader sees the previous complete set or the
+new complete set, never a half-written file or a mix of two runs. If the run fails before
+publishing, the staging folder is removed and the previous outputs stay exactly as they were.
 """
 
 from __future__ import annotations
@@ -19,11 +19,20 @@ import duckdb
 
 
 class Publisher:
-    """Collects output files in a staging folder; ``publish()`` moves them all into place."""
+    """Collects a run's output files; ``publish()`` makes them current all at once.
 
-    def __init__(self, output_dir: Path):
+    Files are written to ``output_dir/runs/<generation>/`` (staged under a temporary name first),
+    then the ``output_dir/latest`` symlink is switched to that folder with one atomic rename.
+    ``output_dir/<file>`` are links into ``latest/``, so readers keep the documented paths; a
+    reader who needs a consistent set while a run may publish reads ``latest/`` once (or
+    ``runs/<generation>/``). The last ``keep`` generations are kept.
+    """
+
+    def __init__(self, output_dir: Path, generation: int, keep: int = 5):
         self.output_dir = output_dir
-        output_dir.mkdir(parents=True, exist_ok=True)
+        self.generation = generation
+        self.keep = keep
+        (output_dir / "runs").mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
         self.files: list[str] = []
 
@@ -42,14 +51,34 @@ class Publisher:
     def write_text(self, name: str, text: str) -> None:
         self.path(name).write_text(text, encoding="utf-8")
 
-    def publish(self, last: str | None = None) -> list[Path]:
-        order = [f for f in self.files if f != last] + ([last] if last in self.files else [])
-        published = []
-        for name in order:
-            os.replace(self.staging / name, self.output_dir / name)
-            published.append(self.output_dir / name)
-        self.discard()
-        return published
+    def publish(self) -> Path:
+        final = self.output_dir / "runs" / str(self.generation)
+        if final.exists():  # a rerun of a generation whose state was never committed
+            shutil.rmtree(final)
+        self.staging.chmod(0o755)  # mkdtemp makes it private; outputs are for readers
+        os.replace(self.staging, final)
+        latest = self.output_dir / "latest"
+        if latest.is_dir() and not latest.is_symlink():  # a copied output folder: links became folders
+            shutil.rmtree(latest)
+        link = self.output_dir / ".latest-new"
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path("runs") / str(self.generation))
+        os.replace(link, latest)
+        for name in self.files:
+            top = self.output_dir / name
+            if not top.is_symlink():
+                tmp = self.output_dir / f".{name}.link"
+                tmp.unlink(missing_ok=True)
+                tmp.symlink_to(Path("latest") / name)
+                os.replace(tmp, top)
+        self._prune()
+        return final
+
+    def _prune(self) -> None:
+        runs = sorted((int(p.name) for p in (self.output_dir / "runs").iterdir() if p.name.isdigit()),
+                      reverse=True)
+        for old in runs[self.keep:]:
+            shutil.rmtree(self.output_dir / "runs" / str(old), ignore_errors=True)
 
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

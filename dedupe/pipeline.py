@@ -17,6 +17,7 @@ clustering treats such links as weak (see ``cluster``).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -27,20 +28,17 @@ from typing import Callable, Iterator
 
 import duckdb
 
-from dedupe import blocking, cluster as clustering, compare, golden, model
+from dedupe import blocking, cluster as clustering, compare, golden, identity, model, state
 from dedupe.config import Config
 from dedupe.ingest import InputError, ingest
-from dedupe.judge import JudgeReport, run_judge
+from dedupe.judge import JudgeBudgetError, JudgePending, JudgeReport, run_judge
 from dedupe.judge import dry_run as judge_dry_run
 from dedupe.outputs import Publisher, remove_stale_staging
 from dedupe.standardise import standardise
+from dedupe.state import StateLockedError
 
 JUDGE_FIELDS = ("first_name", "middle_name", "last_name", "email", "phone", "company", "title",
                 "street", "city", "postcode", "region", "country", "date_of_birth")
-
-
-class StateLockedError(Exception):
-    """Another process holds the state database."""
 
 
 @dataclass
@@ -62,6 +60,14 @@ class _Timer:
         yield
         self.timings[name] = round(time.perf_counter() - start, 3)
         self.log(f"{name} done in {self.timings[name]:.2f}s")
+        _crash_point(name)
+
+
+def _crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: DEDUPE_CRASH_AFTER=<stage> SIGKILLs this process
+    right after that stage (or after publishing, with ``published``), as a power cut would."""
+    if os.environ.get("DEDUPE_CRASH_AFTER") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def default_log(message: str) -> None:
@@ -106,7 +112,7 @@ def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
         rescue = " OR ".join(f"{n} = {by_name[n].exact_level}" for n in personal if n in by_name)
         gate = f"first_name = 0 AND last_name = 0" + (f" AND NOT ({rescue})" if rescue else "")
     con.execute(f"""
-        CREATE OR REPLACE TABLE pairs AS
+        CREATE OR REPLACE TEMP TABLE zoned_pairs AS
         SELECT *, CASE WHEN {gate} THEN 'non_match'
                        WHEN match_probability >= {t.match} THEN 'match'
                        WHEN match_probability >= {t.review} THEN 'review'
@@ -126,7 +132,7 @@ def _review_table(con: duckdb.DuckDBPyConnection) -> None:
         CREATE OR REPLACE TABLE review_pairs AS
         SELECT l.source || ':' || l.record_id || '~' || r.source || ':' || r.record_id AS pair_key,
                p.rid_l, p.rid_r, p.match_probability, {', '.join(cols)}
-        FROM pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
+        FROM zoned_pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
         WHERE p.decision = 'review'""")
 
 
@@ -138,7 +144,7 @@ def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                    CASE WHEN v.decision IS NOT NULL THEN 'llm' ELSE p.decided_by END AS decided_by),
                v.judge_model, v.judge_batch_id, v.judge_custom_id,
                v.llm_same_person, v.llm_confidence, v.llm_reason
-        FROM pairs p
+        FROM zoned_pairs p
         LEFT JOIN review_pairs rp ON rp.rid_l = p.rid_l AND rp.rid_r = p.rid_r
         LEFT JOIN judge_results v ON v.pair_key = rp.pair_key""")
     return dict(con.execute("SELECT decision, count(*) FROM pairs WHERE decided_by = 'llm' "
@@ -152,19 +158,6 @@ def _links(con: duckdb.DuckDBPyConnection, config: Config) -> None:
         FROM pairs
         WHERE decision = 'match'
            OR (decision = 'review' AND match_probability >= {config.thresholds.fallback})""")
-
-
-def _cluster_ids(con: duckdb.DuckDBPyConnection) -> None:
-    # An opaque id derived from the cluster's smallest member key: unchanged while that member stays.
-    con.execute("""
-        CREATE OR REPLACE TABLE cluster_ids AS
-        WITH keyed AS (
-            SELECT c.rid, c.flags, s.source, s.record_id,
-                   min(s.source || ':' || s.record_id) OVER (PARTITION BY c.cluster_key) AS anchor
-            FROM clusters c JOIN std s ON s.rid = c.rid
-        )
-        SELECT rid, source, record_id, 'G' || substr(md5(anchor), 1, 15) AS cluster_id, flags
-        FROM keyed ORDER BY rid""")
 
 
 def _pairs_query(comparisons: list[compare.Comparison]) -> str:
@@ -197,118 +190,186 @@ class _Scored:
     blocking: blocking.BlockingReport
     comparisons: list[compare.Comparison]
     params: model.ModelParams
+    reuse: dict
+
+
+def _model(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison],
+           retrain: bool) -> tuple[model.ModelParams, bool]:
+    """The stored model if it was trained for these comparisons and settings, else a new one.
+
+    The model is trained once (first night, config change, or ``--retrain``) and then reused, so
+    that a night's scores do not move because the training sample did, and an incremental run
+    and a ``--full`` rebuild score every pair identically.
+    """
+    signature = compare.signature(comparisons) + "|" + repr(config.model) + "|" + repr(config.cluster.identifiers)
+    stored = state.get_meta(con, "model_params")
+    if stored and not retrain and state.get_meta(con, "model_signature") == signature:
+        return model.ModelParams.from_state(stored), False
+    params = model.train(con, comparisons, "comparisons", config.model, identifiers=config.cluster.identifiers)
+    state.set_meta(con, "model_params", params.to_state())
+    state.set_meta(con, "model_signature", signature)
+    return params, True
 
 
 def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
-                  log: Callable[[str], None]) -> _Scored:
-    """ingest -> standardise -> block -> compare -> train -> score -> zones, and the review table."""
+                  log: Callable[[str], None], full: bool = True, retrain: bool = False) -> _Scored:
+    """ingest -> standardise -> block -> compare -> model -> score -> zones, and the review table."""
+    reuse: dict = {}
     with timer.stage("ingest"):
         ingest_report = ingest(con, config)
     with timer.stage("standardise"):
-        standardise(con, config)
+        reuse["standardise"] = standardise(con, config, full=full)
     with timer.stage("block"):
         block_report = blocking.block(con, config.blocking.rules, config.blocking.max_block_size)
     for capped in block_report.capped[:10]:
         log(f"warning: block {capped}")
     comparisons = compare.comparisons_for(config)
     with timer.stage("compare"):
-        compare.compare(con, comparisons, "candidates", "comparisons")
+        reuse["compare"] = compare.compare_candidates(con, comparisons, full=full)
     with timer.stage("train"):
-        params = model.train(con, comparisons, "comparisons", config.model,
-                                 identifiers=config.cluster.identifiers)
+        params, trained = _model(con, config, comparisons, retrain)
+        reuse["model"] = "trained" if trained else "reused"
     with timer.stage("score"):
         model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment)
         _zones(con, config, comparisons)
         _review_table(con)
-    return _Scored(ingest_report, block_report, comparisons, params)
+    return _Scored(ingest_report, block_report, comparisons, params, reuse)
 
 
 def dry_run_judge(config: Config, out_path: Path, log: Callable[[str], None] = default_log) -> dict:
     """Score, then write the judge's would-be requests to ``out_path`` without sending anything."""
-    con = connect(config)
-    try:
-        _score_stages(con, config, _Timer(log), log)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        return judge_dry_run(con, "review_pairs", config.judge, out_path).as_dict()
-    finally:
-        con.close()
+    with state.RunLock(config.state, log):
+        con = connect(config)
+        try:
+            state.ensure_schema(con)
+            _score_stages(con, config, _Timer(log), log, full=False)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            return judge_dry_run(con, "review_pairs", config.judge, out_path).as_dict()
+        finally:
+            con.close()
 
 
-def run(config: Config, log: Callable[[str], None] = default_log) -> RunResult:
-    """Run the whole pipeline and publish outputs; raise InputError/StateLockedError on bad input."""
+def run(config: Config, log: Callable[[str], None] = default_log, full: bool = False,
+        retrain: bool = False) -> RunResult:
+    """Run the pipeline and publish outputs; one run at a time per state DB.
+
+    Incremental by default: unchanged records keep their standardised rows and unchanged pairs
+    their comparison levels (both keyed by content), the model is reused, the judge's cache answers
+    pairs it has seen. ``full=True`` recomputes every stage from the inputs (same results).
+    Raises InputError, StateLockedError, JudgePending, JudgeBudgetError; each is recorded in the
+    run history with its exit code.
+    """
+    with state.RunLock(config.state, log):
+        con = connect(config)
+        state.ensure_schema(con)
+        run_id = state.begin_run(con, "full" if full else "incremental", config.fingerprint(),
+                                 state.input_fingerprints([s.path for s in config.sources]))
+        try:
+            result = _run(con, config, log, run_id, full, retrain)
+        except InputError as e:
+            state.finish_run(con, run_id, "failed", 2, message=str(e))
+            raise
+        except JudgePending as e:
+            state.finish_run(con, run_id, "pending", 75, message=str(e))
+            raise
+        except JudgeBudgetError as e:
+            state.finish_run(con, run_id, "failed", 2, message=str(e))
+            raise
+        except BaseException as e:
+            state.finish_run(con, run_id, "failed", 1, message=f"{type(e).__name__}: {e}"[:500])
+            raise
+        finally:
+            con.close()
+        return result
+
+
+def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], None], run_id: int,
+         full: bool, retrain: bool) -> RunResult:
     started = datetime.now(timezone.utc)
     timer = _Timer(log)
-    con = connect(config)
-    try:
-        remove_stale_staging(config.output_dir)
-        scored = _score_stages(con, config, timer, log)
-        ingest_report, block_report = scored.ingest, scored.blocking
-        comparisons, params = scored.comparisons, scored.params
-        zones_before = dict(con.execute("SELECT decision, count(*) FROM pairs GROUP BY 1").fetchall())
-        with timer.stage("judge"):
-            judge_report: JudgeReport = run_judge(con, "review_pairs", config.judge, log=log)
-            verdicts = _apply_verdicts(con)
-        with timer.stage("cluster"):
-            _links(con, config)
-            cluster_report = clustering.cluster(con, "links", config.cluster.identifiers,
-                                                config.cluster.max_size)
-            _cluster_ids(con)
-        with timer.stage("golden"):
-            golden.build_golden(con, config)
+    remove_stale_staging(config.output_dir)
+    generation = state.last_generation(con) + 1
+    scored = _score_stages(con, config, timer, log, full=full, retrain=retrain)
+    ingest_report, block_report = scored.ingest, scored.blocking
+    comparisons, params = scored.comparisons, scored.params
+    zones_before = dict(con.execute("SELECT decision, count(*) FROM zoned_pairs GROUP BY 1").fetchall())
+    with timer.stage("judge"):
+        judge_report: JudgeReport = run_judge(con, "review_pairs", config.judge, log=log)
+        verdicts = _apply_verdicts(con)
+    with timer.stage("cluster"):
+        _links(con, config)
+        cluster_report = clustering.cluster(con, "links", config.cluster.identifiers,
+                                            config.cluster.max_size)
+        id_counts = identity.assign(con, generation)
+    with timer.stage("golden"):
+        golden.build_golden(con, config)
 
-        zones = dict(con.execute("SELECT decision, count(*) FROM pairs GROUP BY 1").fetchall())
-        records_total = sum(ingest_report.records.values())
-        report = {
-            "project": config.name,
-            "config": str(config.path),
-            "config_hash": config.fingerprint(),
-            "started_at": started.isoformat(timespec="seconds"),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "records": ingest_report.records,
-            "records_total": records_total,
-            "unparsed_values": ingest_report.unparsed,
-            "blocking": {
-                "candidate_pairs": block_report.candidate_pairs,
-                "pairs_per_rule": block_report.pairs_per_rule,
-                "capped_blocks": block_report.capped_total,
-                "capped_examples": [str(c) for c in block_report.capped[:20]],
-                "skipped_rules": block_report.skipped_rules,
-            },
-            "zones_before_judge": {k: zones_before.get(k, 0) for k in ("match", "review", "non_match")},
-            "zones": {k: zones.get(k, 0) for k in ("match", "review", "non_match")},
-            "review_per_100_records": round(100 * zones_before.get("review", 0) / max(records_total, 1), 3),
-            "judge": judge_report.as_dict() | {"applied": verdicts},
-            "clusters": {
-                "clusters": cluster_report.clusters, "singletons": cluster_report.singletons,
-                "largest": cluster_report.largest,
-                "weak_link_splits": cluster_report.weak_link_splits,
-                "identifier_conflict_splits": cluster_report.conflict_splits,
-                "size_cap_splits": cluster_report.size_cap_splits,
-                "flagged": cluster_report.flagged,
-            },
-            "model": {"prior": params.prior, "em_iterations": params.em_iterations},
-            "timings_s": timer.timings,
-        }
-        with timer.stage("outputs"):
-            pub = Publisher(config.output_dir)
-            try:
-                pub.copy_query(con, "SELECT source, record_id, cluster_id FROM cluster_ids "
-                                    "ORDER BY source, record_id", "clusters.csv")
-                pub.copy_query(con, _golden_query(config), "golden_records.csv")
-                pub.copy_query(con, _golden_query(config), "golden_records.parquet")
-                pub.copy_query(con, _pairs_query(comparisons), "pairs.parquet")
-                pub.write_text("model.json", params.to_json())
-                report["timings_s"]["outputs"] = 0.0
-                report["timings_s"]["total"] = round(sum(timer.timings.values()), 3)
-                pub.write_json("run_report.json", report)
-                pub.publish(last="run_report.json")
-            except BaseException:
-                pub.discard()
-                raise
-        report["timings_s"]["outputs"] = timer.timings["outputs"]
-        return RunResult(report=report, output_dir=config.output_dir, summary=summarise(report))
-    finally:
-        con.close()
+    zones = dict(con.execute("SELECT decision, count(*) FROM pairs GROUP BY 1").fetchall())
+    records_total = sum(ingest_report.records.values())
+    report = {
+        "project": config.name,
+        "run_id": run_id,
+        "generation": generation,
+        "mode": "full" if full else "incremental",
+        "config": str(config.path),
+        "config_hash": config.fingerprint(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "records": ingest_report.records,
+        "records_total": records_total,
+        "unparsed_values": ingest_report.unparsed,
+        "reuse": scored.reuse,
+        "blocking": {
+            "candidate_pairs": block_report.candidate_pairs,
+            "pairs_per_rule": block_report.pairs_per_rule,
+            "capped_blocks": block_report.capped_total,
+            "capped_examples": [str(c) for c in block_report.capped[:20]],
+            "skipped_rules": block_report.skipped_rules,
+        },
+        "zones_before_judge": {k: zones_before.get(k, 0) for k in ("match", "review", "non_match")},
+        "zones": {k: zones.get(k, 0) for k in ("match", "review", "non_match")},
+        "review_per_100_records": round(100 * zones_before.get("review", 0) / max(records_total, 1), 3),
+        "judge": judge_report.as_dict() | {"applied": verdicts},
+        "clusters": {
+            "clusters": cluster_report.clusters, "singletons": cluster_report.singletons,
+            "largest": cluster_report.largest,
+            "weak_link_splits": cluster_report.weak_link_splits,
+            "identifier_conflict_splits": cluster_report.conflict_splits,
+            "size_cap_splits": cluster_report.size_cap_splits,
+            "flagged": cluster_report.flagged,
+            "ids": id_counts,
+        },
+        "model": {"prior": params.prior, "em_iterations": params.em_iterations},
+        "timings_s": timer.timings,
+    }
+    with timer.stage("outputs"):
+        pub = Publisher(config.output_dir, generation)
+        try:
+            pub.copy_query(con, "SELECT source, record_id, cluster_id FROM cluster_ids "
+                                "ORDER BY source, record_id", "clusters.csv")
+            pub.copy_query(con, _golden_query(config), "golden_records.csv")
+            pub.copy_query(con, _golden_query(config), "golden_records.parquet")
+            pub.copy_query(con, _pairs_query(comparisons), "pairs.parquet")
+            pub.copy_query(con, identity.history_query(), "id_history.csv")
+            pub.write_text("model.json", params.to_json())
+            report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            report["timings_s"]["total"] = round(sum(timer.timings.values()), 3)
+            pub.write_json("run_report.json", report)
+            pub.publish()
+        except BaseException:
+            pub.discard()
+            raise
+    _crash_point("published")
+    # Published: now make it the state's truth, in one transaction. A crash before this line
+    # leaves the registry as it was, and the rerun publishes the same generation again.
+    con.execute("BEGIN TRANSACTION")
+    identity.commit(con, generation)
+    state.finish_run(con, run_id, "ok", 0, generation=generation,
+                     counts={"records": records_total, "candidate_pairs": block_report.candidate_pairs,
+                             "zones": report["zones"], "clusters": cluster_report.clusters,
+                             "timings_s": timer.timings, "reuse": scored.reuse},
+                     judge=judge_report.as_dict())
+    con.execute("COMMIT")
+    return RunResult(report=report, output_dir=config.output_dir, summary=summarise(report))
 
 
 def summarise(report: dict) -> str:

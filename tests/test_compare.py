@@ -13,7 +13,7 @@ def scored_pair(tmp_path):
         comparisons = comparisons_for(config)
         con.execute(f"CREATE TABLE p AS SELECT {rid(con, 'crm', 'L')} AS rid_l, {rid(con, 'partner', 'R')} AS rid_r")
         compare(con, comparisons, "p", "levels")
-        row = con.execute("SELECT * FROM levels").fetchall()[0]
+        row = con.execute("SELECT * EXCLUDE (key_l, key_r) FROM levels").fetchall()[0]
         return {c.name: c.level_labels[row[i + 2]] for i, c in enumerate(comparisons)}
     return run
 

@@ -16,12 +16,14 @@ rows) and joins the results back in DuckDB, so Python never loops over rows.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Callable, Iterable
 
 import duckdb
 import pyarrow as pa
 
 from dedupe.config import Config
+from dedupe.state import get_meta, set_meta
 from dedupe.standardise import companies, emails, names, phones, places
 
 # Region used to read a phone number when the record has no (recognisable) country.
@@ -136,24 +138,53 @@ def _exact_part(value: str | None) -> tuple:
 PLACE_FIELDS = ("street", "city", "postcode", "region")
 
 
-def standardise(con: duckdb.DuckDBPyConnection, config: Config,
-                progress: Callable[[str], None] | None = None) -> None:
-    """Build the ``std`` table from ``records``."""
+# Bump when a rule changes what a record standardises to: cached std rows are then rebuilt.
+STANDARDISE_VERSION = "3"
+
+
+def _signature(config: Config) -> str:
+    extras = ";".join(f"{e.name}:{e.compare}" for e in config.extra_fields)
+    return hashlib.sha256(f"{STANDARDISE_VERSION}|{DEFAULT_PHONE_REGION}|{extras}".encode()).hexdigest()[:16]
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
+                            "AND table_schema = 'main'", [name]).fetchall()[0][0])
+
+
+def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = True,
+                progress: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Build the ``std`` table from ``records``; return {"standardised": n, "reused": n}.
+
+    With ``full=False``, rows of the previous ``std`` whose record content is unchanged (same
+    ``content_hash``) are reused, so a night with 1% changed records standardises 1% of them. The
+    shared-contact flags depend on all records and are always recomputed.
+    """
     step = progress or (lambda _msg: None)
+    signature = _signature(config)
+    reuse = (not full and _has_table(con, "std") and
+             get_meta(con, "standardise_signature") == signature and
+             "content_hash" in {r[0] for r in con.execute("DESCRIBE std").fetchall()})
+    if reuse:
+        con.execute("""CREATE OR REPLACE TEMP TABLE changed_records AS
+                       SELECT r.* FROM records r ANTI JOIN std s ON s.rid = r.rid AND s.content_hash = r.content_hash""")
+    else:
+        con.execute("CREATE OR REPLACE TEMP VIEW changed_records AS SELECT * FROM records")
+    source = "changed_records"
 
     step("names")
-    _map_distinct(con, "map_name", "records", ["full_name", "first_name", "middle_name", "last_name"],
+    _map_distinct(con, "map_name", source, ["full_name", "first_name", "middle_name", "last_name"],
                   _name_parts, NAME_OUTPUTS)
     step("emails")
-    _map_distinct(con, "map_email", "records", ["email"], _email_parts, EMAIL_OUTPUTS)
+    _map_distinct(con, "map_email", source, ["email"], _email_parts, EMAIL_OUTPUTS)
     step("companies")
-    _map_distinct(con, "map_company", "records", ["company"], _company_parts,
+    _map_distinct(con, "map_company", source, ["company"], _company_parts,
                   {"company_norm": pa.string(), "company_key": pa.string()})
     step("countries")
-    _map_distinct(con, "map_country", "records", ["country"], _country_part, {"country_code": pa.string()})
+    _map_distinct(con, "map_country", source, ["country"], _country_part, {"country_code": pa.string()})
     step("phones")
     _map_distinct(con, "map_phone",
-                  "(SELECT r.phone, c.country_code FROM records r LEFT JOIN map_country c "
+                  f"(SELECT r.phone, c.country_code FROM {source} r LEFT JOIN map_country c "
                   "ON c.in_country IS NOT DISTINCT FROM r.country)",
                   ["phone", "country_code"], _phone_part, {"phone_e164": pa.string()})
 
@@ -169,7 +200,7 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config,
         elif extra.compare == "exact":
             simple_maps.append((extra.name, f"{extra.name}_clean", _exact_part))
     for i, (src, out, fn) in enumerate(simple_maps):
-        _map_distinct(con, f"map_simple_{i}", "records", [src], fn, {out: pa.string()})
+        _map_distinct(con, f"map_simple_{i}", source, [src], fn, {out: pa.string()})
 
     step("joining")
     joins = [
@@ -181,7 +212,7 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config,
         "AND p.in_country_code IS NOT DISTINCT FROM k.country_code",
     ]
     selects = [
-        "r.rid", "r.source", "r.record_id",
+        "r.rid", "r.source", "r.record_id", "r.content_hash",
         # display values (golden records)
         "n.first_name", "n.middle_name", "n.last_name", "n.name_suffix",
         "e.email_display AS email", "p.phone_e164 AS phone", "r.company", "r.title",
@@ -202,24 +233,49 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config,
         if extra.compare in ("date", "number"):
             selects.append(f"r.{extra.name} AS {extra.name}_clean")
         selects.append(f"r.{extra.name}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE std_base AS SELECT {', '.join(selects)} FROM records r "
+    con.execute(f"CREATE OR REPLACE TEMP TABLE std_base AS SELECT {', '.join(selects)} FROM {source} r "
                 f"{' '.join(joins)}")
+    counts = {"standardised": con.execute("SELECT count(*) FROM std_base").fetchall()[0][0], "reused": 0}
+    person = "coalesce(first_initial, '') || '|' || coalesce(last_phonetic, '')"
+    flags = f"""
+        phone IS NOT NULL AND count(DISTINCT {person}) OVER (PARTITION BY phone) > 1 AS phone_shared,
+        email_key IS NOT NULL AND (email_is_role OR count(DISTINCT {person})
+            OVER (PARTITION BY email_key) > 1) AS email_shared"""
+    # compare_key: everything a comparison of this record depends on. Comparisons are reused
+    # across nights for pairs whose two compare_keys are unchanged.
+    compare_key = "md5(content_hash || CAST(phone_shared AS VARCHAR) || CAST(email_shared AS VARCHAR))"
     # Shared contact points, learnt from the data rather than from a list: a phone or an email
     # used by records of two different people-looking names (different surname sound or first
     # initial) is an office line, a family mailbox or a role account. Matching must not treat it
     # as personal.
-    person = "coalesce(first_initial, '') || '|' || coalesce(last_phonetic, '')"
-    con.execute(f"""
-        CREATE OR REPLACE TABLE std AS
-        SELECT *,
-               phone IS NOT NULL AND count(DISTINCT {person}) OVER (PARTITION BY phone) > 1 AS phone_shared,
-               email_key IS NOT NULL AND (email_is_role OR count(DISTINCT {person})
-                   OVER (PARTITION BY email_key) > 1) AS email_shared
-        FROM std_base ORDER BY rid""")
+    if not reuse:
+        con.execute(f"""CREATE OR REPLACE TABLE std AS
+                        SELECT *, {compare_key} AS compare_key
+                        FROM (SELECT *, {flags} FROM std_base) ORDER BY rid""")
+    else:
+        # Edit std in place (a rewrite would cost more than the night's changes): drop rows of
+        # deleted and changed records, add the new rows, then refresh the flags that moved.
+        con.execute("""DELETE FROM std WHERE rid NOT IN
+                       (SELECT s.rid FROM std s SEMI JOIN records r ON s.rid = r.rid AND s.content_hash = r.content_hash)""")
+        counts["reused"] = con.execute("SELECT count(*) FROM std").fetchall()[0][0]
+        con.execute("INSERT INTO std BY NAME SELECT *, false AS phone_shared, false AS email_shared, "
+                    "'' AS compare_key FROM std_base")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE std_flags AS
+            SELECT rid, phone_shared, email_shared, {compare_key} AS compare_key
+            FROM (SELECT rid, content_hash, {flags} FROM std)""")
+        con.execute("""
+            UPDATE std SET phone_shared = f.phone_shared, email_shared = f.email_shared,
+                           compare_key = f.compare_key
+            FROM std_flags f WHERE std.rid = f.rid AND std.compare_key <> f.compare_key""")
+        con.execute("DROP TABLE std_flags")
+    set_meta(con, "standardise_signature", signature)
     con.execute("DROP TABLE std_base")
+    con.execute(f"DROP {'TABLE' if reuse else 'VIEW'} changed_records")
     for t in ["map_name", "map_email", "map_company", "map_country", "map_phone"] + \
              [f"map_simple_{i}" for i in range(len(simple_maps))]:
         con.execute(f"DROP TABLE {t}")
+    return counts
 
 
-__all__ = ["standardise"]
+__all__ = ["standardise", "STANDARDISE_VERSION"]

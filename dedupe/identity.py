@@ -1,0 +1,138 @@
+"""Stable golden-record ids from night to night.
+
+Downstream systems key on ``cluster_id``, so an id must survive as long as its cluster stays the
+same person, and never be reused for another. Each run compares its clusters with the membership
+the last published run recorded (``golden_membership``):
+
+* **Kept.** Every previous id picks the new cluster holding most of its previous members (ties:
+  the smaller cluster). A new cluster picked by one previous id keeps that id.
+* **Merged.** A new cluster picked by several previous ids keeps the id of the *largest* previous
+  cluster (older on ties: the earlier generation, then the smaller id); the others are retired
+  with ``merged_into``.
+* **Split.** The part of a previous cluster holding most of its members keeps the id (it is the
+  part the id picks); every other part is a new cluster with ``split_from``.
+* **New and retired.** A cluster no previous id picks gets a new id; an id none of whose members
+  remain is ``retired``.
+
+New ids are opaque and deterministic: ``G`` + 15 hex digits of md5 of the cluster's smallest
+member key, with a counter appended on the rare collision with any id ever issued (so a killed
+run, rerun, issues the same ids, and an id is never reused). Every change is written to
+``id_history`` with the generation that made it.
+
+The assignment is computed into staging tables; ``commit`` applies it to the registry in the same
+transaction that records the run as finished, after the outputs are published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS golden_ids (
+    cluster_id VARCHAR PRIMARY KEY, created_generation INTEGER, retired_generation INTEGER);
+CREATE TABLE IF NOT EXISTS golden_membership (
+    source VARCHAR, record_id VARCHAR, cluster_id VARCHAR, PRIMARY KEY (source, record_id));
+CREATE TABLE IF NOT EXISTS id_history (
+    generation INTEGER, cluster_id VARCHAR, event VARCHAR, other_id VARCHAR);
+"""
+
+
+def _new_id(anchor: str, attempt: int) -> str:
+    suffix = f"#{attempt}" if attempt else ""
+    return "G" + hashlib.md5(f"{anchor}{suffix}".encode()).hexdigest()[:15]
+
+
+def assign(con: duckdb.DuckDBPyConnection, generation: int) -> dict[str, int]:
+    """Write ``cluster_ids`` and the staging tables ``id_events`` / ``id_new``; return counts."""
+    con.execute(SCHEMA)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE current_members AS
+        SELECT c.cluster_key, c.flags, s.rid, s.source, s.record_id,
+               min(s.source || ':' || s.record_id) OVER (PARTITION BY c.cluster_key) AS anchor
+        FROM clusters c JOIN std s USING (rid)""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE id_overlap AS
+        SELECT m.cluster_key, p.cluster_id, count(*) AS n
+        FROM current_members m JOIN golden_membership p USING (source, record_id)
+        GROUP BY ALL""")
+    # Each previous id picks the new cluster with most of its members.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE id_claims AS
+        WITH picks AS (
+            SELECT cluster_id, arg_max(cluster_key, struct_pack(n := n, k := -cluster_key)) AS cluster_key
+            FROM id_overlap GROUP BY cluster_id
+        ), previous AS (SELECT cluster_id, count(*) AS size FROM golden_membership GROUP BY 1)
+        SELECT p.cluster_key, p.cluster_id, v.size, coalesce(g.created_generation, 0) AS created
+        FROM picks p JOIN previous v USING (cluster_id) LEFT JOIN golden_ids g USING (cluster_id)""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE id_kept AS
+        SELECT cluster_key,
+               arg_min(cluster_id, struct_pack(s := -size, c := created, i := cluster_id)) AS cluster_id
+        FROM id_claims GROUP BY cluster_key""")
+    # Clusters no previous id picked need a new id: md5 of the anchor, unless that id was ever issued.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE id_new AS
+        SELECT DISTINCT m.cluster_key, 'G' || substr(md5(m.anchor), 1, 15) AS cluster_id, m.anchor
+        FROM current_members m ANTI JOIN id_kept k USING (cluster_key)""")
+    collisions = con.execute("""
+        SELECT n.cluster_key, n.anchor FROM id_new n SEMI JOIN golden_ids g USING (cluster_id)
+        ORDER BY n.cluster_key""").fetchall()
+    if collisions:  # rare: a retired id's anchor anchors a cluster again; never reuse an id
+        issued = {r[0] for r in con.execute(
+            "SELECT cluster_id FROM golden_ids UNION SELECT cluster_id FROM id_new").fetchall()}
+        for key, anchor in collisions:
+            attempt = 1
+            while (new := _new_id(anchor, attempt)) in issued:
+                attempt += 1
+            issued.add(new)
+            con.execute("UPDATE id_new SET cluster_id = ? WHERE cluster_key = ?", [new, key])
+    con.execute("""
+        CREATE OR REPLACE TABLE cluster_ids AS
+        SELECT m.rid, m.source, m.record_id, coalesce(k.cluster_id, n.cluster_id) AS cluster_id, m.flags
+        FROM current_members m LEFT JOIN id_kept k USING (cluster_key) LEFT JOIN id_new n USING (cluster_key)
+        ORDER BY m.rid""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE id_events AS
+        -- previous ids that lost the merge
+        SELECT {generation} AS generation, c.cluster_id, 'merged_into' AS event, k.cluster_id AS other_id
+        FROM id_claims c JOIN id_kept k USING (cluster_key) WHERE c.cluster_id <> k.cluster_id
+        UNION ALL
+        -- new clusters carved out of a previous one
+        SELECT {generation}, n.cluster_id, 'split_from',
+               arg_max(o.cluster_id, struct_pack(n := o.n, i := o.cluster_id))
+        FROM id_new n JOIN id_overlap o USING (cluster_key) GROUP BY n.cluster_id
+        UNION ALL
+        SELECT {generation}, n.cluster_id, 'created', NULL FROM id_new n
+        UNION ALL
+        -- previous ids none of whose members remain
+        SELECT {generation}, v.cluster_id, 'retired', NULL
+        FROM (SELECT DISTINCT cluster_id FROM golden_membership) v ANTI JOIN id_overlap o USING (cluster_id)""")
+    counts = dict(con.execute("SELECT event, count(*) FROM id_events GROUP BY 1").fetchall())
+    counts["kept"] = con.execute("SELECT count(*) FROM id_kept").fetchall()[0][0]
+    for t in ("current_members", "id_overlap", "id_claims", "id_kept"):
+        con.execute(f"DROP TABLE {t}")
+    return counts
+
+
+def history_query() -> str:
+    """The full id history after this run's events (for the ``id_history`` output)."""
+    return ("SELECT generation, cluster_id, event, other_id FROM ("
+            "SELECT * FROM id_history UNION ALL SELECT * FROM id_events) "
+            "ORDER BY generation, event, cluster_id")
+
+
+def commit(con: duckdb.DuckDBPyConnection, generation: int) -> None:
+    """Apply the staged assignment to the registry (call inside the run's final transaction)."""
+    con.execute(f"""INSERT INTO golden_ids SELECT cluster_id, {generation}, NULL FROM id_new
+                    ON CONFLICT DO NOTHING""")
+    con.execute(f"""UPDATE golden_ids SET retired_generation = {generation}
+                    WHERE cluster_id IN (SELECT cluster_id FROM id_events
+                                         WHERE event IN ('merged_into', 'retired'))""")
+    con.execute("INSERT INTO id_history SELECT * FROM id_events")
+    con.execute("DELETE FROM golden_membership")
+    con.execute("INSERT INTO golden_membership SELECT DISTINCT source, record_id, cluster_id FROM cluster_ids")
+
+
+__all__ = ["assign", "commit", "history_query"]

@@ -1,0 +1,197 @@
+"""The state database between runs: schema, run history, the run lock, the record-id registry.
+
+Everything a nightly job must remember lives in one DuckDB file (``[project] state``):
+
+* ``runs``: one row per run (id, start/end, config hash, input fingerprints, counts, judge usage,
+  status and exit code). A run that was killed stays ``running`` until the next run marks it
+  ``killed``.
+* ``record_registry``: a stable integer ``rid`` per ``(source, record_id)``, assigned once and never
+  reused, so intermediate results (standardised rows, comparisons) can be reused by key across
+  nights.
+* ``golden_ids`` / ``golden_membership`` / ``id_history``: the golden-record id registry (see
+  ``dedupe.identity``).
+* ``meta``: small key/value facts (the trained model, the signature of the comparisons).
+
+Work tables (``std``, ``candidates``, ``comparisons``, ``pairs``, ...) live here too, but they are
+only *caches keyed by content*: a killed run can leave them from any run without harm, because a
+row is reused only when the content it was computed from is unchanged.
+
+**The lock.** DuckDB already refuses a second writer, but with an unhelpful message and only while
+the file is open. A lock file next to the state (``state.duckdb.lock``: pid, host, start time) makes
+the refusal explicit for the whole run. A lock left by a process that no longer exists (killed,
+machine rebooted) is stale and is taken over, with a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    status VARCHAR,            -- running | ok | pending | failed | killed
+    exit_code INTEGER,
+    mode VARCHAR,              -- incremental | full
+    generation INTEGER,        -- the published output set this run produced (NULL if none)
+    config_hash VARCHAR,
+    inputs JSON,
+    counts JSON,
+    judge JSON,
+    message VARCHAR
+);
+CREATE TABLE IF NOT EXISTS record_registry (
+    source VARCHAR,
+    record_id VARCHAR,
+    rid BIGINT,
+    PRIMARY KEY (source, record_id)
+);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+"""
+
+
+class StateLockedError(Exception):
+    """Another live process is running on this state."""
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(SCHEMA)
+
+
+def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    rows = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+    return rows[0][0] if rows else None
+
+
+def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+
+# --------------------------------------------------------------------------------------------
+# lock
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive lock file beside the state DB; ``with RunLock(path, log):``."""
+
+    def __init__(self, state_path: Path, log: Callable[[str], None]):
+        self.path = state_path.with_name(state_path.name + ".lock")
+        self.log = log
+        self.held = False
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        for _attempt in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._read()
+                if holder and holder.get("host") == me["host"] and _alive(int(holder.get("pid", -1))):
+                    raise StateLockedError(
+                        f"{self.path}: another dedupe run (pid {holder['pid']}, started "
+                        f"{holder.get('started_at')}) is using this state; not starting a second one")
+                if holder and holder.get("host") != me["host"]:
+                    raise StateLockedError(
+                        f"{self.path}: locked by host {holder.get('host')} (pid {holder.get('pid')}); "
+                        f"remove the lock file if that run is gone")
+                self.log(f"taking over a stale lock from pid {holder.get('pid') if holder else '?'} "
+                         f"(that process is gone)")
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise StateLockedError(f"{self.path}: could not take the lock")
+
+    def _read(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+# --------------------------------------------------------------------------------------------
+# run history
+
+
+def begin_run(con: duckdb.DuckDBPyConnection, mode: str, config_hash: str, inputs: dict) -> int:
+    """Record a new run; mark runs left ``running`` by a dead process as ``killed``."""
+    con.execute("UPDATE runs SET status = 'killed', message = 'process ended without finishing' "
+                "WHERE status = 'running'")
+    run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchall()[0][0]
+    con.execute("INSERT INTO runs (run_id, started_at, status, mode, config_hash, inputs) "
+                "VALUES (?, now(), 'running', ?, ?, ?)", [run_id, mode, config_hash, json.dumps(inputs)])
+    return run_id
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, status: str, exit_code: int,
+               generation: int | None = None, counts: dict | None = None, judge: dict | None = None,
+               message: str | None = None) -> None:
+    con.execute("""UPDATE runs SET finished_at = now(), status = ?, exit_code = ?, generation = ?,
+                   counts = ?, judge = ?, message = ? WHERE run_id = ?""",
+                [status, exit_code, generation, json.dumps(counts) if counts is not None else None,
+                 json.dumps(judge, default=str) if judge is not None else None, message, run_id])
+
+
+def last_generation(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT coalesce(max(generation), 0) FROM runs WHERE status = 'ok'").fetchall()[0][0]
+
+
+def list_runs(state_path: Path) -> list[dict]:
+    if not state_path.is_file():
+        return []
+    con = duckdb.connect(str(state_path), read_only=True)
+    try:
+        ensure_exists = con.execute("SELECT count(*) FROM information_schema.tables "
+                                    "WHERE table_name = 'runs'").fetchall()[0][0]
+        if not ensure_exists:
+            return []
+        cur = con.execute("SELECT run_id, started_at, finished_at, status, exit_code, mode, generation, "
+                          "config_hash, counts, judge, message FROM runs ORDER BY run_id")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def input_fingerprints(paths: list[Path]) -> dict:
+    """Size and modification time of each input file (cheap; the content hash is per record)."""
+    out = {}
+    for p in paths:
+        try:
+            st = p.stat()
+            out[str(p)] = {"bytes": st.st_size, "mtime": datetime.fromtimestamp(st.st_mtime, timezone.utc)
+                           .isoformat(timespec="seconds")}
+        except OSError:
+            out[str(p)] = None
+    return out
+
+
+__all__ = ["ensure_schema", "RunLock", "StateLockedError", "begin_run", "finish_run", "list_runs",
+           "last_generation", "get_meta", "set_meta", "input_fingerprints"]
