@@ -96,8 +96,8 @@ def _differ(x: tuple, y: tuple) -> bool:
     return any(a is not None and b is not None and a != b for a, b in zip(x, y))
 
 
-def _greedy_split(edges: list[tuple[int, int, float]], ident: dict[int, tuple], max_size: int
-                  ) -> tuple[dict[int, int], bool, bool]:
+def _greedy_split(edges: list[tuple[int, int, float]], ident: dict[int, tuple], max_size: int,
+                  cannot: frozenset[tuple[int, int]] = frozenset()) -> tuple[dict[int, int], bool, bool]:
     """Union-find over edges strongest first, refusing unions that conflict or grow too large.
 
     A conflict is two members with differing identifiers that are *not* linked directly: a direct
@@ -116,7 +116,8 @@ def _greedy_split(edges: list[tuple[int, int, float]], ident: dict[int, tuple], 
         return x
 
     def conflicting(ga: list[int], gb: list[int]) -> bool:
-        return any(_differ(ident[x], ident[y]) and (min(x, y), max(x, y)) not in linked
+        return any((min(x, y), max(x, y)) in cannot or
+                   (_differ(ident[x], ident[y]) and (min(x, y), max(x, y)) not in linked)
                    for x in ga for y in gb)
 
     conflict_refused = size_refused = False
@@ -137,8 +138,11 @@ def _greedy_split(edges: list[tuple[int, int, float]], ident: dict[int, tuple], 
 
 
 def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, ...],
-            max_size: int) -> ClusterReport:
-    """Cluster ``links(rid_l, rid_r, match_probability, strong)`` into table ``clusters``."""
+            max_size: int, cannot_links: str | None = None) -> ClusterReport:
+    """Cluster ``links(rid_l, rid_r, match_probability, strong)`` into table ``clusters``.
+
+    ``cannot_links`` is SQL yielding ``(rid_l, rid_r)`` pairs an analyst separated: a component
+    holding both is re-clustered so they end apart, whatever chain of links joined them."""
     report = ClusterReport()
     std_columns = {r[0] for r in con.execute("DESCRIBE std").fetchall()}
 
@@ -187,10 +191,16 @@ def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, 
         FROM component_members a
         JOIN component_members b ON a.component = b.component AND a.rid < b.rid
         WHERE a.n <= {max_size} AND a.n > 2 AND ({differ})
-          AND NOT EXISTS (SELECT 1 FROM {links} k WHERE k.rid_l = a.rid AND k.rid_r = b.rid)""")
+          AND NOT EXISTS (SELECT 1 FROM {links} k WHERE k.rid_l = a.rid AND k.rid_r = b.rid)
+        UNION
+        SELECT DISTINCT a.component FROM ({cannot_links or 'SELECT NULL::BIGINT AS rid_l, NULL::BIGINT AS rid_r WHERE false'}) x
+        JOIN components a ON a.rid = x.rid_l JOIN components b ON b.rid = x.rid_r
+        WHERE a.component = b.component""")
     suspects = con.execute("SELECT count(*) FROM suspect_components").fetchall()[0][0]
     con.execute("CREATE OR REPLACE TEMP TABLE resplit (rid BIGINT, component BIGINT, flag VARCHAR)")
     if suspects:
+        cannot = frozenset(tuple(r) for r in con.execute(
+            cannot_links or "SELECT 1, 1 WHERE false").fetchall())
         members = con.execute(f"""
             SELECT c.component, s.rid, {', '.join(ident)}
             FROM components c JOIN suspect_components x USING (component) JOIN std s ON s.rid = c.rid
@@ -208,7 +218,7 @@ def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, 
             by_component[comp]["edges"].append((a, b, p))
         rows = []
         for comp, data in by_component.items():
-            roots, conflict, oversize = _greedy_split(data["edges"], data["ident"], max_size)
+            roots, conflict, oversize = _greedy_split(data["edges"], data["ident"], max_size, cannot)
             flag = "identifier_conflict" if conflict else ("size_cap" if oversize else None)
             report.conflict_splits += int(conflict)
             report.size_cap_splits += int(oversize and not conflict)

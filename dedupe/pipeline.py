@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 import duckdb
 
-from dedupe import blocking, cluster as clustering, compare, golden, identity, model, state
+from dedupe import blocking, cluster as clustering, compare, decisions, golden, identity, model, state
 from dedupe.config import Config
 from dedupe.ingest import InputError, ingest
 from dedupe.judge import JudgeBudgetError, JudgePending, JudgeReport, run_judge
@@ -133,18 +133,35 @@ def _review_table(con: duckdb.DuckDBPyConnection) -> None:
         SELECT l.source || ':' || l.record_id || '~' || r.source || ':' || r.record_id AS pair_key,
                p.rid_l, p.rid_r, p.match_probability, {', '.join(cols)}
         FROM zoned_pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
+        ANTI JOIN analyst_pairs a ON a.rid_l = p.rid_l AND a.rid_r = p.rid_r
         WHERE p.decision = 'review'""")
 
 
+def _analyst_pairs(con: duckdb.DuckDBPyConnection) -> int:
+    """The analysts' decisions in force, on this run's rids (records that still exist)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE analyst_pairs AS
+        SELECT least(l.rid, r.rid) AS rid_l, greatest(l.rid, r.rid) AS rid_r, d.kind
+        FROM ({decisions.active_sql(con)}) d
+        JOIN std l ON l.source = d.source_l AND l.record_id = d.record_id_l
+        JOIN std r ON r.source = d.source_r AND r.record_id = d.record_id_r
+        WHERE l.rid <> r.rid""")
+    return con.execute("SELECT count(*) FROM analyst_pairs").fetchall()[0][0]
+
+
 def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Final decisions: an analyst's beats the LLM's, which beats the model's."""
     con.execute("""
         CREATE OR REPLACE TABLE pairs AS
         SELECT p.* REPLACE (
-                   CASE WHEN v.decision IS NOT NULL THEN v.decision ELSE p.decision END AS decision,
-                   CASE WHEN v.decision IS NOT NULL THEN 'llm' ELSE p.decided_by END AS decided_by),
+                   CASE WHEN a.kind = 'must_link' THEN 'match' WHEN a.kind = 'cannot_link' THEN 'non_match'
+                        WHEN v.decision IS NOT NULL THEN v.decision ELSE p.decision END AS decision,
+                   CASE WHEN a.kind IS NOT NULL THEN 'analyst'
+                        WHEN v.decision IS NOT NULL THEN 'llm' ELSE p.decided_by END AS decided_by),
                v.judge_model, v.judge_batch_id, v.judge_custom_id,
                v.llm_same_person, v.llm_confidence, v.llm_reason
         FROM zoned_pairs p
+        LEFT JOIN analyst_pairs a ON a.rid_l = p.rid_l AND a.rid_r = p.rid_r
         LEFT JOIN review_pairs rp ON rp.rid_l = p.rid_l AND rp.rid_r = p.rid_r
         LEFT JOIN judge_results v ON v.pair_key = rp.pair_key""")
     return dict(con.execute("SELECT decision, count(*) FROM pairs WHERE decided_by = 'llm' "
@@ -152,12 +169,17 @@ def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def _links(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    # Must-links hold even for pairs blocking never produced; they go first when the guard re-clusters.
     con.execute(f"""
         CREATE OR REPLACE TABLE links AS
         SELECT rid_l, rid_r, match_probability, decision = 'match' AS strong
         FROM pairs
         WHERE decision = 'match'
-           OR (decision = 'review' AND match_probability >= {config.thresholds.fallback})""")
+           OR (decision = 'review' AND match_probability >= {config.thresholds.fallback})
+        UNION ALL
+        SELECT a.rid_l, a.rid_r, 2.0, true FROM analyst_pairs a
+        ANTI JOIN pairs p ON p.rid_l = a.rid_l AND p.rid_r = a.rid_r
+        WHERE a.kind = 'must_link'""")
 
 
 def _pairs_query(comparisons: list[compare.Comparison]) -> str:
@@ -232,6 +254,7 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
     with timer.stage("score"):
         model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment)
         _zones(con, config, comparisons)
+        reuse["analyst_decisions"] = _analyst_pairs(con)
         _review_table(con)
     return _Scored(ingest_report, block_report, comparisons, params, reuse)
 
@@ -299,7 +322,9 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
     with timer.stage("cluster"):
         _links(con, config)
         cluster_report = clustering.cluster(con, "links", config.cluster.identifiers,
-                                            config.cluster.max_size)
+                                            config.cluster.max_size,
+                                            cannot_links="SELECT rid_l, rid_r FROM analyst_pairs "
+                                                         "WHERE kind = 'cannot_link'")
         id_counts = identity.assign(con, generation)
     with timer.stage("golden"):
         golden.build_golden(con, config)

@@ -1,0 +1,224 @@
+"""Nightly reconciliation: stable ids, merges and splits, incremental == full, crash safety, the lock,
+and analyst decisions winning on the next run. Whole runs of the real CLI on the demo fixtures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dedupe import decisions
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "fixtures" / "demo"
+OUTPUTS = ("clusters.csv", "golden_records.csv", "id_history.csv")
+
+
+@pytest.fixture()
+def project(tmp_path):
+    """A copy of the demo exports and a config using them, in tmp_path."""
+    for f in ("crm.csv", "partner.csv"):
+        shutil.copy(DEMO / f, tmp_path / f)
+    text = (ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
+    text = text.replace("../fixtures/demo/", "").replace('"../out/demo/state.duckdb"', '"out/state.duckdb"')
+    text = text.replace('output_dir = "../out/demo"', 'output_dir = "out"')
+    (tmp_path / "demo.toml").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def dedupe(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "DEDUPE_"))}
+    return subprocess.run([sys.executable, "-m", "dedupe.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, env={**base, **(env or {})}, timeout=300)
+
+
+def run(project: Path, *extra: str, env: dict | None = None) -> dict:
+    done = dedupe(project, "run", str(project / "demo.toml"), *extra, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads((project / "out" / "run_report.json").read_text())
+
+
+def clusters(project: Path) -> dict[tuple[str, str], str]:
+    with (project / "out" / "clusters.csv").open() as f:
+        return {(r["source"], r["record_id"]): r["cluster_id"] for r in csv.DictReader(f)}
+
+
+def partition(assignment: dict) -> set[frozenset]:
+    groups: dict[str, set] = {}
+    for key, cid in assignment.items():
+        groups.setdefault(cid, set()).add(key)
+    return {frozenset(g) for g in groups.values()}
+
+
+def edit_crm(project: Path, record_id: str, **values: str) -> None:
+    path = project / "crm.csv"
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    for row in rows:
+        if row["Contact ID"] == record_id:
+            row.update(values)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def crm_row(project: Path, record_id: str) -> dict:
+    return next(r for r in csv.DictReader((project / "crm.csv").open(encoding="utf-8"))
+                if r["Contact ID"] == record_id)
+
+
+def history(project: Path) -> list[dict]:
+    return list(csv.DictReader((project / "out" / "id_history.csv").open()))
+
+
+def test_ids_stay_stable_when_nothing_changes_and_the_second_night_reuses_work(project):
+    first = run(project)
+    before = clusters(project)
+    second = run(project)
+    assert clusters(project) == before
+    assert second["reuse"]["standardise"]["standardised"] == 0
+    assert second["reuse"]["compare"]["compared"] == 0 and second["reuse"]["model"] == "reused"
+    assert second["generation"] == first["generation"] + 1
+    assert [h for h in history(project) if h["generation"] == str(second["generation"])] == []
+    runs = dedupe(project, "runs", str(project / "demo.toml"))
+    assert runs.returncode == 0 and runs.stdout.count(" ok ") == 2
+
+
+def test_merge_keeps_the_larger_clusters_id_and_split_keeps_the_majoritys(project):
+    run(project)
+    night1 = clusters(project)
+    groups = partition(night1)
+    crm_in = lambda g: sorted(k[1] for k in g if k[0] == "crm")
+    big = next(g for g in sorted(groups, key=lambda g: (-len(g), sorted(g))) if len(g) >= 3 and crm_in(g))
+    single = next(g for g in sorted(groups, key=sorted) if len(g) == 1 and crm_in(g))
+    big_id = night1[next(iter(big))]
+    lone = crm_in(single)[0]
+    lone_id = night1[("crm", lone)]
+    twin = crm_row(project, crm_in(big)[0])
+
+    # Night 2: the lone record becomes a copy of a member of the big cluster: they merge.
+    edit_crm(project, lone, **{k: v for k, v in twin.items() if k not in ("Contact ID",)})
+    run(project)
+    night2 = clusters(project)
+    assert night2[("crm", lone)] == big_id  # the larger previous cluster's id survives
+    events = {(h["cluster_id"], h["event"], h["other_id"]) for h in history(project)}
+    assert (lone_id, "merged_into", big_id) in events
+
+    # Night 3: that record becomes someone else entirely: it splits off, the majority keeps the id.
+    edit_crm(project, lone, **{"First Name": "Zebulon", "Last Name": "Quixotewright",
+                               "Email": "zq@nowhere-in-particular.org", "Phone": "", "Company": "Solo"})
+    run(project)
+    night3 = clusters(project)
+    assert all(night3[k] == big_id for k in big)
+    new_id = night3[("crm", lone)]
+    assert new_id not in (big_id, lone_id)  # new person, new id; retired ids are never reused
+    events = {(h["cluster_id"], h["event"], h["other_id"]) for h in history(project)}
+    assert (new_id, "split_from", big_id) in events and (new_id, "created", "") in events
+
+
+def test_incremental_and_full_runs_give_the_same_clusters(project):
+    run(project)
+    rows = list(csv.DictReader((project / "crm.csv").open(encoding="utf-8")))
+    # change two records, delete one, add a duplicate of a third
+    edit_crm(project, rows[0]["Contact ID"], **{"Job Title": "Chief Everything Officer"})
+    edit_crm(project, rows[1]["Contact ID"], **{"Last Name": rows[1]["Last Name"] + "e"})
+    rows = list(csv.DictReader((project / "crm.csv").open(encoding="utf-8")))
+    rows = [r for r in rows if r["Contact ID"] != rows[2]["Contact ID"]] + [dict(rows[3], **{"Contact ID": "C-NEW-1"})]
+    with (project / "crm.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    shutil.copytree(project / "out", project / "out_copy", symlinks=True)
+    incremental = run(project)
+    assert 0 < incremental["reuse"]["standardise"]["standardised"] < 10
+    inc = clusters(project)
+    shutil.rmtree(project / "out")
+    shutil.move(project / "out_copy", project / "out")
+    full = run(project, "--full")
+    assert full["reuse"]["standardise"]["reused"] == 0
+    assert partition(clusters(project)) == partition(inc)
+    assert clusters(project) == inc  # the same ids too
+
+
+@pytest.mark.parametrize("stage", ["standardise", "compare", "golden", "published"])
+def test_a_run_killed_at_any_stage_then_rerun_gives_the_uninterrupted_outputs(tmp_path, stage):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        for f in ("crm.csv", "partner.csv"):
+            shutil.copy(DEMO / f, tmp_path / d / f)
+        text = (ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
+        text = text.replace("../fixtures/demo/", "").replace('"../out/demo/state.duckdb"', '"out/state.duckdb"')
+        (tmp_path / d / "demo.toml").write_text(text.replace('output_dir = "../out/demo"', 'output_dir = "out"'))
+    a, b = tmp_path / "a", tmp_path / "b"
+    run(a)
+    run(b)
+    # Night 2 on both: a runs through; b is SIGKILLed after `stage`, then rerun.
+    for d in (a, b):
+        edit_crm(d, crm_row(d, "C000001")["Contact ID"], **{"Job Title": "Night Two"})
+    run(a)
+    killed = dedupe(b, "run", str(b / "demo.toml"), env={"DEDUPE_CRASH_AFTER": stage})
+    assert killed.returncode == -9
+    if stage != "published":
+        assert (b / "out" / "run_report.json").is_file()  # the previous night's outputs are intact
+    run(b)
+    for name in OUTPUTS:
+        assert (a / "out" / name).read_bytes() == (b / "out" / name).read_bytes(), name
+    con = duckdb.connect()
+    pa_, pb = (con.execute(f"SELECT * EXCLUDE (judge_batch_id) FROM '{d / 'out' / 'pairs.parquet'}' "
+                           "ORDER BY ALL").fetchall() for d in (a, b))
+    assert pa_ == pb
+    runs = json.loads(dedupe(b, "runs", str(b / "demo.toml"), "--json").stdout)
+    assert [r["status"] for r in runs] == ["ok", "killed", "ok"]
+
+
+def test_a_second_concurrent_run_is_refused_and_a_stale_lock_is_taken_over(project):
+    run(project)
+    lock = project / "out" / "state.duckdb.lock"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+        lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "started_at": "now"}))
+        refused = dedupe(project, "run", str(project / "demo.toml"))
+        assert refused.returncode == 1
+        assert f"another dedupe run (pid {sleeper.pid}" in refused.stderr
+        assert (project / "out" / "run_report.json").is_file()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # The holder is gone: its lock is stale, and the next run takes it over.
+    taken = dedupe(project, "run", str(project / "demo.toml"))
+    assert taken.returncode == 0, taken.stderr
+    assert "stale lock" in taken.stderr and not lock.exists()
+
+
+def test_analyst_decisions_win_on_the_next_run_and_are_never_sent_to_the_llm(project):
+    run(project)
+    night1 = clusters(project)
+    groups = sorted((sorted(g) for g in partition(night1) if len(g) == 2), key=lambda g: g)
+    split_pair = groups[0]
+    singles = sorted(sorted(g)[0] for g in partition(night1) if len(g) == 1)
+    merge_pair = (singles[0], singles[1])
+    con = duckdb.connect(str(project / "out" / "state.duckdb"))
+    decisions.ensure_schema(con)
+    decisions.record(con, "reject_link", [tuple(split_pair)], reviewer="ann", note="different people")
+    decisions.record(con, "merge", [merge_pair], reviewer="ann")
+    con.close()
+    report = run(project)
+    after = clusters(project)
+    assert after[split_pair[0]] != after[split_pair[1]]
+    assert after[merge_pair[0]] == after[merge_pair[1]]
+    assert report["reuse"]["analyst_decisions"] == 2
+    pairs = duckdb.connect().execute(
+        f"SELECT decided_by, decision FROM '{project / 'out' / 'pairs.parquet'}' "
+        f"WHERE (source_l, record_id_l, source_r, record_id_r) IN "
+        f"(('{split_pair[0][0]}', '{split_pair[0][1]}', '{split_pair[1][0]}', '{split_pair[1][1]}'), "
+        f" ('{split_pair[1][0]}', '{split_pair[1][1]}', '{split_pair[0][0]}', '{split_pair[0][1]}'))").fetchall()
+    assert pairs == [("analyst", "non_match")]
