@@ -91,6 +91,11 @@ def connect(config: Config) -> duckdb.DuckDBPyConnection:
         con.execute(f"SET temp_directory = '{config.temp_directory}'")
     if config.threads:
         con.execute(f"SET threads = {int(config.threads)}")
+    # On a terminal, DuckDB draws a progress bar for long statements; logs (cron, CI) get plain
+    # timestamped lines per stage instead.
+    interactive = sys.stderr.isatty()
+    con.execute(f"SET enable_progress_bar = {str(interactive).lower()}")
+    con.execute(f"SET enable_progress_bar_print = {str(interactive).lower()}")
     return con
 
 
@@ -240,7 +245,8 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
     with timer.stage("ingest"):
         ingest_report = ingest(con, config)
     with timer.stage("standardise"):
-        reuse["standardise"] = standardise(con, config, full=full)
+        reuse["standardise"] = standardise(con, config, full=full,
+                                           progress=lambda step: log(f"standardise: {step}"))
     with timer.stage("block"):
         block_report = blocking.block(con, config.blocking.rules, config.blocking.max_block_size)
     for capped in block_report.capped[:10]:

@@ -31,12 +31,15 @@ DEFAULT_PHONE_REGION = "US"
 
 
 def _map_distinct(con: duckdb.DuckDBPyConnection, table: str, source_sql: str, inputs: list[str],
-                  fn: Callable[..., tuple], outputs: dict[str, pa.DataType]) -> None:
+                  fn: Callable[..., tuple], outputs: dict[str, pa.DataType],
+                  progress: Callable[[str], None] | None = None) -> None:
     """Apply ``fn`` to each distinct tuple of ``inputs``; store ``in_<input>`` + outputs in ``table``.
 
     Inputs get an ``in_`` prefix because outputs may reuse their names (``first_name`` in, parsed
     ``first_name`` out)."""
     distinct = con.sql(f"SELECT DISTINCT {', '.join(inputs)} FROM {source_sql}").to_arrow_table()
+    if progress and distinct.num_rows >= 100_000:
+        progress(f"{table.removeprefix('map_')}: {distinct.num_rows:,} distinct values")
     columns = [distinct.column(i).to_pylist() for i in range(len(inputs))]
     results = [fn(*values) for values in zip(*columns)] if columns and columns[0] else []
     out_columns = list(zip(*results)) if results else [[] for _ in outputs]
@@ -160,7 +163,6 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
     ``content_hash``) are reused, so a night with 1% changed records standardises 1% of them. The
     shared-contact flags depend on all records and are always recomputed.
     """
-    step = progress or (lambda _msg: None)
     signature = _signature(config)
     reuse = (not full and _has_table(con, "std") and
              get_meta(con, "standardise_signature") == signature and
@@ -172,21 +174,16 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
         con.execute("CREATE OR REPLACE TEMP VIEW changed_records AS SELECT * FROM records")
     source = "changed_records"
 
-    step("names")
     _map_distinct(con, "map_name", source, ["full_name", "first_name", "middle_name", "last_name"],
-                  _name_parts, NAME_OUTPUTS)
-    step("emails")
-    _map_distinct(con, "map_email", source, ["email"], _email_parts, EMAIL_OUTPUTS)
-    step("companies")
+                  _name_parts, NAME_OUTPUTS, progress)
+    _map_distinct(con, "map_email", source, ["email"], _email_parts, EMAIL_OUTPUTS, progress)
     _map_distinct(con, "map_company", source, ["company"], _company_parts,
                   {"company_norm": pa.string(), "company_key": pa.string()})
-    step("countries")
     _map_distinct(con, "map_country", source, ["country"], _country_part, {"country_code": pa.string()})
-    step("phones")
     _map_distinct(con, "map_phone",
                   f"(SELECT r.phone, c.country_code FROM {source} r LEFT JOIN map_country c "
                   "ON c.in_country IS NOT DISTINCT FROM r.country)",
-                  ["phone", "country_code"], _phone_part, {"phone_e164": pa.string()})
+                  ["phone", "country_code"], _phone_part, {"phone_e164": pa.string()}, progress)
 
     simple_maps: list[tuple[str, str, Callable]] = []
     for f in PLACE_FIELDS:
@@ -202,7 +199,6 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
     for i, (src, out, fn) in enumerate(simple_maps):
         _map_distinct(con, f"map_simple_{i}", source, [src], fn, {out: pa.string()})
 
-    step("joining")
     joins = [
         f"LEFT JOIN map_name n ON {_join_on('n', ['full_name', 'first_name', 'middle_name', 'last_name'])}",
         f"LEFT JOIN map_email e ON {_join_on('e', ['email'])}",
