@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-# name -> (SQL expression over std, is_list). Role mailboxes never form a local-part key: "info"
-# says nothing about who wrote to you.
+# name -> (SQL expression over std, is_list). The local-part key is for *handles* ("wolfpack77"):
+# a role mailbox says nothing about who wrote to you, and a local part spelt from the person's
+# name ("jsmith") only repeats the name keys while its blocks grow with every namesake.
 BLOCKING_KEYS: dict[str, tuple[str, bool]] = {
     "email_key": ("email_key", False),
-    "email_local_alnum": ("CASE WHEN NOT email_is_role THEN email_local_alnum END", False),
+    "email_local_alnum": ("CASE WHEN NOT email_is_role "
+                          "AND strpos(email_local_alnum, coalesce(replace(last_clean, ' ', ''), '~')) = 0 "
+                          "AND strpos(email_local_alnum, coalesce(first_clean, '~')) = 0 "
+                          "THEN email_local_alnum END", False),
     "email_domain_key": ("email_domain_key", False),
     "phone": ("phone", False),
     "first_family": ("first_family", True),

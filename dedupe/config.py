@@ -116,7 +116,9 @@ class Survivorship:
 @dataclass(frozen=True)
 class BlockingSettings:
     rules: tuple[tuple[str, ...], ...] = DEFAULT_BLOCKING_RULES
-    max_block_size: int = 100
+    # 30: on 1.6M records, name blocks (namesakes) of 30-100 records made 24M of 31M candidate
+    # pairs; on 2 x 50k no true pair was lost below 50 and 0.02% at 25.
+    max_block_size: int = 30
 
 
 @dataclass(frozen=True)

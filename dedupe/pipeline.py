@@ -63,6 +63,9 @@ class _Timer:
         _crash_point(name)
 
 
+DEFAULT_MEMORY_LIMIT = "4GB"
+
+
 def _crash_point(name: str) -> None:
     """Fault injection for the crash-safety tests: DEDUPE_CRASH_AFTER=<stage> SIGKILLs this process
     right after that stage (or after publishing, with ``published``), as a power cut would."""
@@ -84,8 +87,8 @@ def connect(config: Config) -> duckdb.DuckDBPyConnection:
             raise StateLockedError(f"{config.state}: another dedupe run is using this state "
                                    f"database; wait for it to finish") from None
         raise
-    if config.memory_limit:
-        con.execute(f"SET memory_limit = '{config.memory_limit}'")
+    # Bounded by default: DuckDB would otherwise take 80% of RAM before spilling to disk.
+    con.execute(f"SET memory_limit = '{config.memory_limit or DEFAULT_MEMORY_LIMIT}'")
     if config.temp_directory:
         config.temp_directory.mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = '{config.temp_directory}'")

@@ -17,6 +17,9 @@ rows) and joins the results back in DuckDB, so Python never loops over rows.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable
 
 import duckdb
@@ -41,7 +44,7 @@ def _map_distinct(con: duckdb.DuckDBPyConnection, table: str, source_sql: str, i
     if progress and distinct.num_rows >= 100_000:
         progress(f"{table.removeprefix('map_')}: {distinct.num_rows:,} distinct values")
     columns = [distinct.column(i).to_pylist() for i in range(len(inputs))]
-    results = [fn(*values) for values in zip(*columns)] if columns and columns[0] else []
+    results = _apply(fn, list(zip(*columns))) if columns and columns[0] else []
     out_columns = list(zip(*results)) if results else [[] for _ in outputs]
     arrays = {f"in_{name}": distinct.column(i) for i, name in enumerate(inputs)}
     for (name, dtype), values in zip(outputs.items(), out_columns):
@@ -50,6 +53,25 @@ def _map_distinct(con: duckdb.DuckDBPyConnection, table: str, source_sql: str, i
     con.register("_mapping", mapping)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _mapping")
     con.unregister("_mapping")
+
+
+PARALLEL_MIN_VALUES = 200_000
+
+
+def _apply_chunk(fn: Callable[..., tuple], rows: list[tuple]) -> list[tuple]:
+    return [fn(*row) for row in rows]
+
+
+def _apply(fn: Callable[..., tuple], rows: list[tuple]) -> list[tuple]:
+    """``fn`` over every row; large inputs are split across all cores (the rules are pure Python,
+    so threads would not help). Spawned workers keep DuckDB's threads out of a forked child."""
+    workers = os.cpu_count() or 1
+    if len(rows) < PARALLEL_MIN_VALUES or workers < 2:
+        return _apply_chunk(fn, rows)
+    size = -(-len(rows) // (workers * 4))
+    chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [out for part in pool.map(_apply_chunk, [fn] * len(chunks), chunks) for out in part]
 
 
 def _join_on(alias: str, inputs: Iterable[str], rec: str = "r") -> str:
