@@ -419,3 +419,30 @@ def test_fast_name_parser_agrees_with_nameparser_on_the_demo_names():
         assert {k: slow[k] for k in ("first", "middle", "last")} == simple, full
         assert slow["suffix"] is None and slow["title"] is None, full
     assert fast > 0.8 * len(full_names)  # the fast path carries the common shapes
+
+
+def test_fast_north_american_phone_path_agrees_with_phonenumbers():
+    import csv
+    import random
+    from pathlib import Path
+
+    from dedupe.standardise import phones
+
+    demo = Path(__file__).parent.parent / "fixtures" / "demo"
+    raws = [r["Phone"] for r in csv.DictReader((demo / "crm.csv").open(encoding="utf-8")) if r["Phone"]]
+    raws += [r["phone_number"] for r in csv.DictReader((demo / "partner.csv").open(encoding="utf-8"))
+             if r["phone_number"]]
+    rng = random.Random(1)
+    raws += ["(123) 456-7890", "111-111-1111", "+1 212 555 0142", "1-212-555-0142", "212 555 01423",
+             f"({rng.randint(200, 999)}) {rng.randint(200, 999)}-{rng.randint(1000, 9999)}"]
+    fast_hits = 0
+    for raw in raws:
+        for region in ("US", "GB"):
+            fast = phones._nanp_fast(raw, region)
+            if fast is None:
+                continue
+            fast_hits += 1
+            slow = phones._parse(raw, region)
+            expected = None if slow is None else phones.phonenumbers.format_number(slow, phones.PhoneNumberFormat.E164)
+            assert fast == expected, (raw, region)
+    assert fast_hits > 100

@@ -42,12 +42,34 @@ def to_e164(raw: str | None, country_alpha2: str | None, default_region: str = "
     if not isinstance(raw, str) or not raw.strip():
         return None
     region = _region(country_alpha2) or _region(default_region) or "US"
+    fast = _nanp_fast(raw, region)
+    if fast is not None:
+        return fast
     number = _parse(raw, region)
     if number is None and _LEADING_00.match(raw):
         number = _parse(_LEADING_00.sub("+", raw, count=1), region)
     if number is None:
         return None
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+_NANP_PLAIN = re.compile(r"^\s*(?:\+?1[\s.-]?)?\(?(\d{3})\)?[\s.-]?(\d{3})[\s.-]?(\d{4})\s*$")
+_NANP_REGIONS = frozenset({"US", "CA"})
+
+
+def _nanp_fast(raw: str, region: str) -> str | None:
+    """The plain North American shapes ("(212) 555-0142", "212.555.0142", "+1 212 555 0142")
+    without phonenumbers' general parser (about 17k numbers/s). Same answer as the slow path,
+    which the tests check; anything else, extensions included, takes the slow path."""
+    if region not in _NANP_REGIONS and not raw.lstrip().startswith("+1"):
+        return None
+    m = _NANP_PLAIN.match(raw)
+    if m is None:
+        return None
+    national = "".join(m.groups())
+    if not _NANP_AREA.match(national) or len(set(national)) == 1:
+        return None
+    return "+1" + national
 
 
 def _parse(raw: str, region: str) -> phonenumbers.PhoneNumber | None:
