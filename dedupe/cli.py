@@ -129,6 +129,78 @@ def runs(
 
 
 @app.command()
+def review(
+    config: Path = typer.Argument(..., help="The project's TOML config."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (another address needs --token)."),
+    port: int = typer.Option(8765, "--port"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="DEDUPE_REVIEW_TOKEN",
+                                        help="Required to bind beyond 127.0.0.1; reviewers open the app with it."),
+) -> None:
+    """Serve the analyst review app over the state database (queue, clusters, decisions)."""
+    from dedupe.review import ReviewError, serve
+
+    _load(config)
+    try:
+        serve(config, host=host, port=port, token=token, log=typer.echo)
+    except ReviewError as e:
+        _fail(str(e), EXIT_BAD_INPUT)
+
+
+decisions_app = typer.Typer(help="Analyst decisions as CSV, for review in a spreadsheet.",
+                            no_args_is_help=True)
+app.add_typer(decisions_app, name="decisions")
+
+
+@decisions_app.command("export")
+def decisions_export(
+    config: Path = typer.Argument(..., help="The project's TOML config."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Default: OUTPUT_DIR/analyst_decisions.csv."),
+) -> None:
+    """Write every analyst decision (undone ones too) as CSV."""
+    import duckdb
+
+    from dedupe import decisions
+
+    cfg = _load(config)
+    target = output or cfg.output_dir / "analyst_decisions.csv"
+    if not cfg.state.is_file():
+        _fail(f"{cfg.state}: no state database yet; run `dedupe run` first", EXIT_BAD_INPUT)
+    con = duckdb.connect(str(cfg.state), read_only=True)
+    try:
+        n = decisions.export_csv(con, target)
+    finally:
+        con.close()
+    typer.echo(f"{n} decision rows written to {target}")
+
+
+@decisions_app.command("import")
+def decisions_import(
+    config: Path = typer.Argument(..., help="The project's TOML config."),
+    file: Path = typer.Argument(..., help="CSV as written by `dedupe decisions export`."),
+) -> None:
+    """Add decisions from a CSV (idempotent: rows already present are not added twice)."""
+    from dedupe import decisions
+    from dedupe.pipeline import StateLockedError, connect
+
+    cfg = _load(config)
+    try:
+        con = connect(cfg)
+    except StateLockedError as e:
+        _fail(str(e), 1)
+    try:
+        decisions.ensure_schema(con)
+        counts = decisions.import_csv(con, file)
+    except decisions.DecisionsError as e:
+        for problem in e.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    finally:
+        con.close()
+    typer.echo(f"{counts.inserted} added ({counts.actions} actions), {counts.unchanged} unchanged, "
+               f"{counts.undone} undone, {counts.rows} rows")
+
+
+@app.command()
 def judge(
     config: Path = typer.Argument(..., help="The project's TOML config."),
     dry_run: bool = typer.Option(False, "--dry-run",

@@ -35,6 +35,7 @@ Choices, and why:
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -104,7 +105,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def _has_table(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
-                            "AND schema_name = 'main'", [TABLE]).fetchone()[0])
+                            "AND schema_name = 'main'", [TABLE]).fetchall()[0][0])
 
 
 def canonical(a: Key, b: Key) -> Pair:
@@ -122,7 +123,7 @@ def _next_ids(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     # max+1 rather than a sequence: ids stay dense and survive a table rebuilt from a CSV. Writers
     # are serialised by DuckDB's file lock (one process) and the review app's own lock (threads).
     decision, action = con.execute(f"SELECT coalesce(max(decision_id), 0) + 1, "
-                                   f"coalesce(max(action_id), 0) + 1 FROM {TABLE}").fetchone()
+                                   f"coalesce(max(action_id), 0) + 1 FROM {TABLE}").fetchall()[0]
     return int(decision), int(action)
 
 
@@ -326,7 +327,8 @@ def _read_csv(path: Path) -> tuple[list[_Row], list[str]]:
     text = path.read_text(encoding="utf-8-sig")
     first = text.split("\n", 1)[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    # newline="": a note may hold line breaks inside quotes.
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
     missing = [c for c in REQUIRED_CSV_COLUMNS if c not in header]
@@ -375,7 +377,7 @@ def _read_csv(path: Path) -> tuple[list[_Row], list[str]]:
 def _unknown_records(con: duckdb.DuckDBPyConnection, path: Path, rows: list[_Row]) -> list[str]:
     """One problem per row naming a record the state database does not hold (typos, mostly)."""
     has_std = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'std' "
-                          "AND schema_name = 'main'").fetchone()[0]
+                          "AND schema_name = 'main'").fetchall()[0][0]
     if not has_std or not rows:
         return []
     keys = sorted({k for r in rows if r.undone_at is None for k in r.pair})

@@ -182,14 +182,14 @@ def create_app(config_path: Path, token: str | None = None) -> FastAPI:
         return guarded(request, work)
 
     def cluster_response(request: Request, cluster_id: str, error: str | None = None, status: int = 200,
-                         done: int | None = None, undone: int | None = None):
+                         done: int | None = None, undone: int | None = None, all_pairs: bool = False):
         def work():
             with db.connect(config.state) as con:
                 missing = db.missing_tables(con)
                 if missing:
                     raise db.NoState(f"the state database has no {', '.join(missing)} yet: "
                                      f"run `dedupe run` on this config first")
-                page = queries.cluster_page(con, config, review.model(), cluster_id)
+                page = queries.cluster_page(con, config, review.model(), cluster_id, all_pairs=all_pairs)
             if page is None:
                 return review.message(request, "No such cluster",
                                       f"There is no cluster {cluster_id} in the last run (a run since "
@@ -204,27 +204,29 @@ def create_app(config_path: Path, token: str | None = None) -> FastAPI:
         return guarded(request, work)
 
     @app.get("/cluster/{cluster_id}", response_class=HTMLResponse)
-    def cluster_view(request: Request, cluster_id: str, done: int | None = None, undone: int | None = None):
-        return cluster_response(request, cluster_id, done=done, undone=undone)
+    def cluster_view(request: Request, cluster_id: str, done: int | None = None, undone: int | None = None,
+                     pairs: str = ""):
+        return cluster_response(request, cluster_id, done=done, undone=undone, all_pairs=pairs == "all")
 
     @app.get("/record/{source}/{record_id:path}")
     def record_view(request: Request, source: str, record_id: str):
         def work():
             with db.connect(config.state) as con:
                 row = con.execute("SELECT cluster_id FROM cluster_ids WHERE source = ? AND record_id = ?",
-                                  [source, record_id]).fetchone()
-            if row is None:
+                                  [source, record_id]).fetchall()
+            if not row:
                 return review.message(request, "No such record", f"No record {source}:{record_id}.", 404)
-            return RedirectResponse(f"/cluster/{quote(row[0], safe='')}", status_code=303)
+            return RedirectResponse(f"/cluster/{quote(row[0][0], safe='')}", status_code=303)
         return guarded(request, work)
 
     @app.get("/decisions", response_class=HTMLResponse)
-    def decisions_page(request: Request):
+    def decisions_page(request: Request, undone: int | None = None):
         def work():
             with db.connect(config.state) as con:
                 history = decisions.history(con)
                 clusters = dict(_clusters_of(con, history))
-            return review.render(request, "decisions.html", actions=_actions(history), clusters=clusters)
+            return review.render(request, "decisions.html", actions=_actions(history), clusters=clusters,
+                                 undone=undone)
         return guarded(request, work)
 
     @app.get("/decisions.csv")

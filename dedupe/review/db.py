@@ -13,6 +13,9 @@ or two users, so serialising its database work costs nothing noticeable.
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,11 +38,37 @@ class NoState(Exception):
     """There is no state database, or it has no finished run in it yet."""
 
 
+def run_in_progress(state: Path) -> bool:
+    """Whether a live ``dedupe run`` holds the run lock file beside the state database.
+
+    A run takes that lock just before it opens DuckDB: checking it first keeps the app from opening
+    the database in that moment, which would make the run's own connection fail. A stale lock (its
+    process is gone) does not count."""
+    lock = state.with_name(state.name + ".lock")
+    try:
+        holder = json.loads(lock.read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # being written right now
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, OverflowError):
+        return True
+    return True
+
+
 @contextmanager
 def connect(state: Path, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection for one request; ``write`` also makes sure the decisions table exists."""
     if not state.is_file():
         raise NoState(f"{state} does not exist yet: run `dedupe run` on this config first")
+    if run_in_progress(state):
+        raise Busy(f"{state} is in use by a `dedupe run`")
     with _lock:
         try:
             con = duckdb.connect(str(state), read_only=not write)
@@ -61,4 +90,4 @@ def missing_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [t for t in PIPELINE_TABLES if t not in have]
 
 
-__all__ = ["connect", "Busy", "NoState", "missing_tables"]
+__all__ = ["connect", "run_in_progress", "Busy", "NoState", "missing_tables"]

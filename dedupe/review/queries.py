@@ -85,10 +85,15 @@ def columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     return [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
 
 
-def _ints(values) -> str:
-    # rids come from the database as ints; formatting them is injection-safe, and literal IN lists
-    # let DuckDB push the filter into the table scan.
-    return ", ".join(str(int(v)) for v in values) or "NULL"
+def _rid_set(values) -> str:
+    """A subquery over a literal list of rids, for ``rid IN (...)``.
+
+    rids come from the database as ints, so formatting them is injection-safe. A subquery rather
+    than a literal IN list: DuckDB evaluates a literal list as a filter after reading every column
+    of every row, but turns the subquery into a join whose keys it pushes into the scan (measured
+    on 1M records: 0.11 s vs 0.04 s for ``std``, 0.21 s vs 0.05 s for ``pairs``)."""
+    rows = ", ".join(f"({int(v)})" for v in values) or "(NULL)"
+    return f"(SELECT rid FROM (VALUES {rows}) v(rid))"
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,9 +314,10 @@ class ClusterPage:
     nearby: list[dict]
     reasons: dict[str, str]
     comparisons: list[str]
-    links_in_cluster: list[tuple[tuple, tuple, float]]
     history: list[dict] = field(default_factory=list)
     has_model: bool = True
+    hidden_pairs: int = 0  # scored pairs inside the cluster not listed (see ``all_pairs``)
+    all_pairs: bool = False
 
 
 def _norm(value) -> str | None:
@@ -328,19 +334,32 @@ def member_rids(con: duckdb.DuckDBPyConnection, cluster_id: str) -> list[tuple[i
 
 def scored_between(con: duckdb.DuckDBPyConnection, rids: list[int]) -> list[tuple[int, int, float]]:
     """Scored pairs with both records among ``rids``: ``(rid_l, rid_r, match_probability)``."""
-    ids = _ints(rids)
+    ids = _rid_set(rids)
     return con.execute(f"SELECT rid_l, rid_r, match_probability FROM pairs "
-                       f"WHERE rid_l IN ({ids}) AND rid_r IN ({ids})").fetchall()
+                       f"WHERE rid_l IN {ids} AND rid_r IN {ids}").fetchall()
 
 
 def links_between(con: duckdb.DuckDBPyConnection, rids: list[int]) -> list[tuple[int, int, float, bool]]:
-    ids = _ints(rids)
+    ids = _rid_set(rids)
     return con.execute(f"SELECT rid_l, rid_r, match_probability, strong FROM links "
-                       f"WHERE rid_l IN ({ids}) AND rid_r IN ({ids})").fetchall()
+                       f"WHERE rid_l IN {ids} AND rid_r IN {ids}").fetchall()
+
+
+def _chips(contributions: list[tuple[str, int, str, float]]) -> tuple[list[tuple[str, str, str, str]], str]:
+    """Display form of the contributions, made once here rather than per chip in the template:
+    ``(css class, title, text, signed weight)`` per comparable field, and the missing fields."""
+    chips = [("pos" if w > 0.05 else "neg" if w < -0.05 else "zero", f"{name}, level {level}",
+              f"{name.replace('_', ' ')}: {label}", f"{w:+.1f}")
+             for name, level, label, w in contributions if level >= 0]
+    missing = ", ".join(name.replace("_", " ") for name, level, _l, _w in contributions if level < 0)
+    return chips, missing
 
 
 def cluster_page(con: duckdb.DuckDBPyConnection, config: Config, model: Model | None,
-                 cluster_id: str) -> ClusterPage | None:
+                 cluster_id: str, all_pairs: bool = False) -> ClusterPage | None:
+    """Everything the cluster page shows. Pairs inside the cluster listed: its links, and pairs that
+    are flagged or decided by an analyst; ``all_pairs`` adds every other scored pair between members
+    (a 50-record cluster can have 1,225: the page names how many it leaves out)."""
     std_cols = columns(con, "std")
     std_set = set(std_cols)
     fields = [f for f in golden_fields(config) if f in std_set]
@@ -363,15 +382,17 @@ def cluster_page(con: duckdb.DuckDBPyConnection, config: Config, model: Model | 
 
     golden_row = con.execute("SELECT * FROM golden WHERE cluster_id = ?", [cluster_id])
     gnames = [d[0] for d in golden_row.description]
-    grow = golden_row.fetchone()
-    golden = dict(zip(gnames, grow)) if grow else {}
+    grow = golden_row.fetchall()
+    golden = dict(zip(gnames, grow[0])) if grow else {}
     flags = [x for x in (golden.get("flags") or members[0].get("flags") or "").split(",") if x]
 
     # Fields to show: those any member has; differing: more than one distinct value among members.
     fields = [f for f in fields if any(m.get(f) is not None for m in members)]
-    differing = {f for f in fields if len({_norm(m.get(f)) for m in members} - {None}) > 1}
+    # updated_at is how recent a record is, not who it describes: never highlighted as a difference.
+    compared = [f for f in fields if f != "updated_at"]
+    differing = {f for f in compared if len({_norm(m.get(f)) for m in members} - {None}) > 1}
     for m in members:
-        m["diff"] = {f for f in fields
+        m["diff"] = {f for f in compared
                      if _norm(m.get(f)) is not None and _norm(golden.get(f)) is not None
                      and _norm(m.get(f)) != _norm(golden.get(f))}
         m["golden_src"] = {f for f in fields if golden.get(f"{f}_source") == m["source"]
@@ -384,15 +405,15 @@ def cluster_page(con: duckdb.DuckDBPyConnection, config: Config, model: Model | 
     else:
         comparisons = [c for c in pair_cols if c not in _PAIR_FIXED]
     preds = pair_predicates(config)
-    ids = _ints(by_rid)
+    ids = _rid_set(by_rid)
     cur = con.execute(f"""
         SELECT p.*, {', '.join(f'{sql} AS _{name}' for name, sql in preds.items())}
-        FROM pairs p WHERE p.rid_l IN ({ids}) OR p.rid_r IN ({ids})""")
+        FROM pairs p WHERE p.rid_l IN {ids} OR p.rid_r IN {ids}""")
     pnames = [d[0] for d in cur.description]
     pairs = [dict(zip(pnames, r)) for r in cur.fetchall()]
     links = {(a, b): (p, strong) for a, b, p, strong in con.execute(
         f"SELECT rid_l, rid_r, match_probability, strong FROM links "
-        f"WHERE rid_l IN ({ids}) OR rid_r IN ({ids})").fetchall()}
+        f"WHERE rid_l IN {ids} OR rid_r IN {ids}").fetchall()}
 
     outside = {p["rid_r"] if p["rid_l"] in by_rid else p["rid_l"] for p in pairs
                if not (p["rid_l"] in by_rid and p["rid_r"] in by_rid)}
@@ -401,7 +422,7 @@ def cluster_page(con: duckdb.DuckDBPyConnection, config: Config, model: Model | 
         name_cols = [c for c in ("first_name", "last_name", "email") if c in std_set]
         cur = con.execute(f"""
             SELECT c.rid, c.cluster_id, s.source, s.record_id {''.join(', s.' + c for c in name_cols)}
-            FROM cluster_ids c JOIN std s ON s.rid = c.rid WHERE c.rid IN ({_ints(outside)})""")
+            FROM cluster_ids c JOIN std s ON s.rid = c.rid WHERE c.rid IN {_rid_set(outside)}""")
         onames = [d[0] for d in cur.description]
         others = {r[0]: dict(zip(onames, r)) for r in cur.fetchall()}
 
@@ -412,7 +433,10 @@ def cluster_page(con: duckdb.DuckDBPyConnection, config: Config, model: Model | 
         if row["undone_at"] is None:
             in_force[((row["source_l"], row["record_id_l"]), (row["source_r"], row["record_id_r"]))] = row
 
+    review_floor = float(config.thresholds.review)
     edges, nearby_pairs = [], []
+    hidden = 0
+    open_flags: dict[str, int] = {}  # pair-level reasons over every pair touching the cluster
     for p in pairs:
         l, r = p["rid_l"], p["rid_r"]
         key_l = by_rid[l]["key"] if l in by_rid else (others[l]["source"], others[l]["record_id"])
@@ -430,6 +454,16 @@ def cluster_page(con: duckdb.DuckDBPyConnection, config: Config, model: Model | 
             "analyst": in_force.get(decisions.canonical(key_l, key_r)),
             "flags": [name for name in PAIR_REASONS if p[f"_{name}"]],
         }
+        if edge["analyst"] is None:
+            for name in edge["flags"]:
+                open_flags[name] = open_flags.get(name, 0) + 1
+        inside = l in by_rid and r in by_rid
+        if inside and not (all_pairs or edge["link"] or edge["flags"] or edge["analyst"]):
+            hidden += 1
+            continue
+        if not inside and not (edge["decision"] in ("match", "review") or edge["p"] >= review_floor
+                               or edge["analyst"] or edge["flags"]):
+            continue  # a clear non-match to a record elsewhere: not a merge candidate
         if model is not None:
             edge["contributions"] = model.contributions(p, comparisons)
             edge["prior"] = model.prior_weight
@@ -438,22 +472,29 @@ def cluster_page(con: duckdb.DuckDBPyConnection, config: Config, model: Model | 
             edge["tf"] = (p["match_weight"] or 0.0) - explained
         else:
             edge["contributions"] = [(c, int(p[c]), str(p[c]), 0.0) for c in comparisons if p.get(c) is not None]
-        if l in by_rid and r in by_rid:
+        edge["chips"], edge["missing"] = _chips(edge["contributions"])
+        if inside:
             edge["m_l"], edge["m_r"] = by_rid[l], by_rid[r]
             edges.append(edge)
         else:
-            inside, other = (l, r) if l in by_rid else (r, l)
-            edge["m_in"], edge["other"] = by_rid[inside], others[other]
+            mine, other = (l, r) if l in by_rid else (r, l)
+            edge["m_in"], edge["other"] = by_rid[mine], others[other]
             nearby_pairs.append(edge)
+    # Must-links an analyst made between records blocking never paired are links without a score.
+    scored_keys = {(p["rid_l"], p["rid_r"]) for p in pairs}
+    for (l, r), (prob, strong) in links.items():
+        if (l, r) in scored_keys or l not in by_rid or r not in by_rid:
+            continue
+        key_l, key_r = by_rid[l]["key"], by_rid[r]["key"]
+        edges.append({"rid_l": l, "rid_r": r, "key_l": key_l, "key_r": key_r, "p": None, "weight": None,
+                      "decision": "match", "decided_by": "analyst", "link": "strong" if strong else "weak",
+                      "llm": None, "analyst": in_force.get(decisions.canonical(key_l, key_r)), "flags": [],
+                      "contributions": [], "chips": [], "missing": "", "m_l": by_rid[l], "m_r": by_rid[r]})
     # Weakest first: the link most likely to be wrong is what the analyst should read first.
-    edges.sort(key=lambda e: (not e["flags"], e["link"] is None, e["p"] or 0.0))
+    edges.sort(key=lambda e: (not e["flags"], e["link"] is None, 2.0 if e["p"] is None else e["p"]))
 
-    review_floor = float(config.thresholds.review)
     nearby: dict[str, dict] = {}
     for e in nearby_pairs:
-        worth = e["decision"] in ("match", "review") or (e["p"] or 0) >= review_floor or e["analyst"] or e["flags"]
-        if not worth:
-            continue
         cid = e["other"]["cluster_id"]
         entry = nearby.setdefault(cid, {"cluster_id": cid, "best": 0.0, "pairs": []})
         entry["pairs"].append(e)
@@ -462,13 +503,11 @@ def cluster_page(con: duckdb.DuckDBPyConnection, config: Config, model: Model | 
     for n in nearby_list:
         n["pairs"].sort(key=lambda e: -(e["p"] or 0))
 
-    links_in = [(by_rid[a]["key"], by_rid[b]["key"], p) for (a, b), (p, _s) in links.items()
-                if a in by_rid and b in by_rid]
-    reasons = _page_reasons(members, edges + nearby_pairs, links, by_rid, flags, len(ident))
+    reasons = _page_reasons(members, open_flags, links, by_rid, flags, len(ident))
     return ClusterPage(cluster_id=cluster_id, flags=flags, members=members, fields=fields,
                        differing=differing, golden=golden, edges=edges, nearby=nearby_list,
-                       reasons=reasons, comparisons=comparisons, links_in_cluster=links_in,
-                       history=history, has_model=model is not None)
+                       reasons=reasons, comparisons=comparisons, history=history, has_model=model is not None, hidden_pairs=hidden,
+                       all_pairs=all_pairs)
 
 
 _PAIR_FIXED = {"rid_l", "rid_r", "match_weight", "match_probability", "decision", "decided_by",
@@ -476,13 +515,13 @@ _PAIR_FIXED = {"rid_l", "rid_r", "match_weight", "match_probability", "decision"
                "llm_reason"}
 
 
-def _page_reasons(members: list[dict], pairs: list[dict], links: dict, by_rid: dict, flags: list[str],
-                  n_ident: int) -> dict[str, str]:
-    """The queue's reasons for one cluster, with a short detail each (same rules as ``queue``)."""
+def _page_reasons(members: list[dict], open_flags: dict[str, int], links: dict, by_rid: dict,
+                  flags: list[str], n_ident: int) -> dict[str, str]:
+    """The queue's reasons for one cluster, with a short detail each (same rules as ``queue``).
+    ``open_flags`` counts, per pair-level reason, the flagged pairs no analyst has decided."""
     out: dict[str, str] = {}
-    open_pairs = [e for e in pairs if e["analyst"] is None]
     for name in PAIR_REASONS:
-        n = sum(1 for e in open_pairs if name in e["flags"])
+        n = open_flags.get(name, 0)
         if n:
             out[name] = f"{n} pair{'s' if n > 1 else ''}"
     if len(members) >= LARGE_CLUSTER:
