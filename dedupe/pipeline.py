@@ -3,9 +3,10 @@
     config -> ingest -> standardise -> block -> compare -> model -> zones -> judge
            -> cluster -> golden -> outputs
 
-All intermediate tables live in the state DuckDB file (``[project] state``), which is also what the
-judge's bookkeeping, and later the review app, read. DuckDB holds an exclusive lock on that file, so
-a second run on the same state fails fast with a clear message instead of corrupting it.
+The state DuckDB file (``[project] state``) holds what must outlive a run (see ``dedupe.state``)
+and the working tables the review app reads; transient tables are TEMP. A lock file
+(``state.RunLock``) refuses a second run on the same state with a clear message; a run is recorded
+in the run history whatever its outcome. Runs are incremental by default (``run``).
 
 **Zones.** A scored pair is ``match`` at or above ``thresholds.match``, ``review`` at or above
 ``thresholds.review``, else ``non_match``. ``review`` pairs go to the judge; a verdict decides them
@@ -78,15 +79,21 @@ def default_log(message: str) -> None:
     print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
-def connect(config: Config) -> duckdb.DuckDBPyConnection:
+def connect(config: Config, wait_s: float = 10.0) -> duckdb.DuckDBPyConnection:
+    """Open the state DB; wait a little for a reader (the review app holds it for one request)."""
     config.state.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(config.state))
-    except duckdb.IOException as e:
-        if "lock" in str(e).lower():
-            raise StateLockedError(f"{config.state}: another dedupe run is using this state "
-                                   f"database; wait for it to finish") from None
-        raise
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            con = duckdb.connect(str(config.state))
+            break
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise StateLockedError(f"{config.state}: another process holds this state database; "
+                                       f"wait for it to finish") from None
+            time.sleep(0.25)
     # Bounded by default: DuckDB would otherwise take 80% of RAM before spilling to disk.
     con.execute(f"SET memory_limit = '{config.memory_limit or DEFAULT_MEMORY_LIMIT}'")
     if config.temp_directory:
