@@ -130,3 +130,23 @@ def test_judge_sends_exactly_the_review_pairs_applies_verdicts_and_never_pays_tw
     evaluation = _dedupe("evaluate", str(config), "--truth", str(DEMO / "truth.csv"), "--json")
     after = json.loads(evaluation.stdout.split("\nwritten:")[0])["model_and_judge"]["all"]
     assert after["f1"] > f1_before  # a correct judge on the review band improves the clusters
+
+
+def test_a_run_waiting_on_its_batch_exits_75_and_the_next_run_resumes_it(tmp_path):
+    config = _config(tmp_path, "[judge]\nbackend = \"anthropic\"\npoll_interval_s = 0.01\nmax_wait_s = 0.2\n")
+    with FakeBatchesServer() as fake:
+        fake.hold_processing = True  # the batch stays in progress, as a real one may for hours
+        env = {"ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": fake.url}
+        waiting = _dedupe("run", str(config), env=env)
+        assert waiting.returncode == 75, waiting.stderr
+        assert "resumes" in waiting.stderr
+        assert not (tmp_path / "out" / "clusters.csv").exists()  # nothing half-published
+        runs = json.loads(_dedupe("runs", str(config), "--json").stdout)
+        assert [(r["status"], r["exit_code"]) for r in runs] == [("pending", 75)]
+
+        fake.hold_processing = False
+        done = _dedupe("run", str(config), env=env)
+        assert done.returncode == 0, done.stderr
+        assert len([c for c in fake.calls if c[0] == "create"]) == 1  # resumed, not resubmitted
+        report = json.loads((tmp_path / "out" / "run_report.json").read_text())
+        assert report["judge"]["requests_sent"] == 0 and report["judge"]["applied"]
