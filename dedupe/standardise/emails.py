@@ -25,7 +25,7 @@ Design choices
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import tldextract
@@ -75,6 +75,7 @@ def normalise_email(value: str | None) -> dict | None:
     }
 
 
+@lru_cache(maxsize=1 << 18)  # a few thousand domains serve millions of addresses
 def company_from_domain(domain: str | None) -> str | None:
     """Registrable-domain label ("mail.acme-corp.co.uk" -> "acmecorp"); None for free mail.
 

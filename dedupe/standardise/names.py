@@ -33,7 +33,7 @@ import csv
 import re
 import unicodedata
 from collections import defaultdict
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from anyascii import anyascii
@@ -81,6 +81,9 @@ def to_ascii(value: str) -> str:
     return anyascii(kept)
 
 
+# The per-value rules below are pure and see the same first names and surnames over and over
+# (a CRM has a few thousand distinct first names across millions of full-name tuples): memoise.
+@lru_cache(maxsize=1 << 20)
 def clean_name(value: str | None) -> str | None:
     """Lower-case ASCII letters and single spaces; None when nothing name-like is left."""
     if not isinstance(value, str) or value.strip().lower() in _PLACEHOLDERS:
@@ -184,7 +187,17 @@ def split_suffix(last: str | None) -> tuple[str | None, str | None]:
     return " ".join(tokens), " ".join(suffixes)
 
 
+@lru_cache(maxsize=1 << 20)
+def _family(first_clean: str | None) -> tuple[str, ...]:
+    return tuple(_first_name_family(first_clean))
+
+
 def first_name_family(first_clean: str | None) -> list[str]:
+    """Sorted nickname-family keys (see ``_first_name_family``); memoised per name."""
+    return list(_family(first_clean))
+
+
+def _first_name_family(first_clean: str | None) -> list[str]:
     """Sorted nickname-family keys; two first names are equivalent iff their families meet.
 
     Rule: the family is the name itself plus its *canonicals*, i.e. the names it is a
@@ -205,6 +218,7 @@ def first_name_family(first_clean: str | None) -> list[str]:
     return sorted({key, *canonicals})
 
 
+@lru_cache(maxsize=1 << 20)
 def phonetic(value_clean: str | None) -> str | None:
     """Double-metaphone primary code of the cleaned value ("Schmidt" and "Smith" differ here;
     the secondary code is what links them, and we deliberately keep one key per value)."""
