@@ -15,7 +15,6 @@ from __future__ import annotations
 import codecs
 import difflib
 import hashlib
-import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -506,14 +505,3 @@ def load_config(path: str | Path, output_dir: str | Path | None = None) -> Confi
     if c.problems:
         raise ConfigError(path, c.problems)
     return config
-
-
-def describe(config: Config) -> str:
-    """A JSON summary of the effective settings (for the run report)."""
-    return json.dumps({
-        "blocking": {"rules": [list(r) for r in config.blocking.rules],
-                     "max_block_size": config.blocking.max_block_size},
-        "thresholds": vars(config.thresholds),
-        "cluster": {"max_size": config.cluster.max_size,
-                    "identifiers": list(config.cluster.identifiers)},
-    })
