@@ -34,12 +34,11 @@ from dedupe.config import Config
 from dedupe.ingest import InputError, ingest
 from dedupe.judge import JudgeBudgetError, JudgePending, JudgeReport, run_judge
 from dedupe.judge import dry_run as judge_dry_run
+from dedupe.judge.settings import CANONICAL_FIELDS as JUDGE_FIELDS
 from dedupe.outputs import Publisher, remove_stale_staging
 from dedupe.standardise import standardise
 from dedupe.state import StateLockedError
 
-JUDGE_FIELDS = ("first_name", "middle_name", "last_name", "email", "phone", "company", "title",
-                "street", "city", "postcode", "region", "country", "date_of_birth")
 
 
 @dataclass
@@ -140,7 +139,7 @@ def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
 def _review_table(con: duckdb.DuckDBPyConnection) -> None:
     """The review pairs with both records' display values, as the judge's contract wants them."""
     cols = []
-    for f in JUDGE_FIELDS:
+    for f in JUDGE_FIELDS:  # every field the judge may send; [judge] fields picks among them
         for side in ("l", "r"):
             cols.append(f"CAST({side}.{f} AS VARCHAR) AS {side}_{f}")
     con.execute(f"""

@@ -115,6 +115,13 @@ def _templates() -> Environment:
     return env
 
 
+def _require_state(con) -> None:
+    missing = db.missing_tables(con)
+    if missing:
+        raise db.NoState(f"the state database has no {', '.join(missing)} yet: "
+                         f"run `dedupe run` on this config first")
+
+
 def create_app(config_path: Path, token: str | None = None) -> FastAPI:
     """The review app for one config (loaded once: restart the app after editing the config)."""
     config = load_config(config_path)
@@ -173,10 +180,7 @@ def create_app(config_path: Path, token: str | None = None) -> FastAPI:
 
         def work():
             with db.connect(config.state) as con:
-                missing = db.missing_tables(con)
-                if missing:
-                    raise db.NoState(f"the state database has no {', '.join(missing)} yet: "
-                                     f"run `dedupe run` on this config first")
+                _require_state(con)
                 result = queries.queue(con, config, filters)
             return review.render(request, "queue.html", result=result, f=filters)
         return guarded(request, work)
@@ -185,10 +189,7 @@ def create_app(config_path: Path, token: str | None = None) -> FastAPI:
                          done: int | None = None, undone: int | None = None, all_pairs: bool = False):
         def work():
             with db.connect(config.state) as con:
-                missing = db.missing_tables(con)
-                if missing:
-                    raise db.NoState(f"the state database has no {', '.join(missing)} yet: "
-                                     f"run `dedupe run` on this config first")
+                _require_state(con)
                 page = queries.cluster_page(con, config, review.model(), cluster_id, all_pairs=all_pairs)
             if page is None:
                 return review.message(request, "No such cluster",
