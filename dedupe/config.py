@@ -86,13 +86,13 @@ class ModelSettings:
     em_tolerance: float = 1e-5
     tf_adjustment: bool = True
     m_from_anchors: bool = True  # m from pairs agreeing on 3 other identity fields; False = pure EM
-    prior: float | None = None  # fixed prior link probability among candidates; None = estimate
+    prior: float | None = None  # fixed share of matches among all record pairs; None = EM
 
 
 @dataclass(frozen=True)
 class Thresholds:
     # Chosen on the generator's 2 x 50k fixtures (README, "Thresholds"): the review band holds the
-    # pairs the model cannot settle at about 4 per 100 records, a third of them true matches.
+    # pairs the model cannot settle at about 4 per 100 records, about two thirds of them true matches.
     match: float = 0.995  # at or above: link, decided
     review: float = 0.50  # at or above (and below match): ambiguous, sent to the judge
     fallback: float = 0.95  # without a verdict, review pairs at or above this are linked (weakly)

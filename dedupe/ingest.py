@@ -184,7 +184,7 @@ def _open_source(con: duckdb.DuckDBPyConnection, source: Source, view: str) -> l
 
 
 def _check_columns(source: Source, columns: list[str]) -> None:
-    wanted = [(f"id", source.id_column)] + [(f, c) for f, cols in source.columns.items() for c in cols]
+    wanted = [("id", source.id_column)] + [(f, c) for f, cols in source.columns.items() for c in cols]
     for fname, col in wanted:
         if col not in columns:
             found = ", ".join(columns[:30]) + (" ..." if len(columns) > 30 else "")
@@ -288,9 +288,8 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config) -> IngestReport:
     raw_cols = ", ".join(f"{f}__raw" for f in checked)
     con.execute(f"CREATE OR REPLACE TEMP TABLE records AS "
                 f"SELECT * EXCLUDE ({raw_cols}) FROM typed_records ORDER BY rid")
-    for source in config.sources:
-        report.records[source.name] = con.execute(
-            "SELECT count(*) FROM records WHERE source = ?", [source.name]).fetchall()[0][0]
+    counts = dict(con.execute("SELECT source, count(*) FROM records GROUP BY source").fetchall())
+    report.records = {source.name: counts.get(source.name, 0) for source in config.sources}
     con.execute("DROP TABLE typed_records")
     con.execute("DROP TABLE raw_records")
     for i in range(len(config.sources)):

@@ -107,7 +107,7 @@ def _smoothed(counts: dict[int, float], levels: list[int]) -> dict[int, float]:
 
 def estimate_u(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison],
                settings: ModelSettings) -> tuple[dict[str, dict[int, float]], int]:
-    rids = np.array([r[0] for r in con.execute("SELECT rid FROM std ORDER BY rid").fetchall()], dtype=np.int64)
+    rids = con.execute("SELECT rid FROM std ORDER BY rid").fetchnumpy()["rid"].astype(np.int64)
     n = len(rids)
     max_pairs = n * (n - 1) // 2
     size = int(min(settings.u_sample_pairs, max_pairs))

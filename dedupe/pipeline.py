@@ -124,7 +124,7 @@ def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
     if {"first_name", "last_name"} <= set(by_name) and t.require_name_agreement:
         personal = ["email", "date_of_birth"] + [f.name for f in config.extra_fields if f.identifier]
         rescue = " OR ".join(f"{n} = {by_name[n].exact_level}" for n in personal if n in by_name)
-        gate = f"first_name = 0 AND last_name = 0" + (f" AND NOT ({rescue})" if rescue else "")
+        gate = "first_name = 0 AND last_name = 0" + (f" AND NOT ({rescue})" if rescue else "")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE zoned_pairs AS
         SELECT *, CASE WHEN {gate} THEN 'non_match'

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import duckdb
-import pytest
 
 from tests.judge.fake_batches import FakeBatchesServer
 
