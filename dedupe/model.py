@@ -154,7 +154,9 @@ def estimate_m(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], ta
     pairs); by default, the rows of ``table``. Comparisons in ``fixed_m`` keep those m values."""
     fixed_m = fixed_m or {}
     names = [c.name for c in comparisons]
-    rows = con.execute(f"SELECT {', '.join(names)}, count(*) FROM {table} GROUP BY ALL").fetchall()
+    # Ordered, because floating-point sums depend on order and GROUP BY's order is not fixed: the
+    # same data must give bit-identical parameters (the model is frozen and compared across runs).
+    rows = con.execute(f"SELECT {', '.join(names)}, count(*) FROM {table} GROUP BY ALL ORDER BY ALL").fetchall()
     if not rows:
         return {c.name: fixed_m.get(c.name) or _initial_m(c) for c in comparisons}, settings.prior or 0.01, 0
     patterns = np.array([r[:-1] for r in rows], dtype=np.int64)
