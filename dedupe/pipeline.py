@@ -32,7 +32,7 @@ import duckdb
 from dedupe import blocking, cluster as clustering, compare, decisions, golden, identity, model, state
 from dedupe.config import Config
 from dedupe.ingest import InputError, ingest
-from dedupe.judge import JudgeBudgetError, JudgePending, JudgeReport, run_judge
+from dedupe.judge import JudgeBudgetError, JudgePending, JudgeReport, run_judge, warm_up
 from dedupe.judge import dry_run as judge_dry_run
 from dedupe.judge.settings import CANONICAL_FIELDS as JUDGE_FIELDS
 from dedupe.outputs import Publisher, remove_stale_staging
@@ -165,19 +165,25 @@ def _analyst_pairs(con: duckdb.DuckDBPyConnection) -> int:
 
 def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Final decisions: an analyst's beats the LLM's, which beats the model's."""
+    # The overrides are a few thousand pairs; joining the pair table once against them (rather than
+    # against three tables) keeps this a single cheap pass over every pair.
     con.execute("""
-        CREATE OR REPLACE TABLE pairs AS
-        SELECT p.* REPLACE (
-                   CASE WHEN a.kind = 'must_link' THEN 'match' WHEN a.kind = 'cannot_link' THEN 'non_match'
-                        WHEN v.decision IS NOT NULL THEN v.decision ELSE p.decision END AS decision,
-                   CASE WHEN a.kind IS NOT NULL THEN 'analyst'
-                        WHEN v.decision IS NOT NULL THEN 'llm' ELSE p.decided_by END AS decided_by),
+        CREATE OR REPLACE TEMP TABLE pair_overrides AS
+        SELECT coalesce(a.rid_l, rp.rid_l) AS rid_l, coalesce(a.rid_r, rp.rid_r) AS rid_r,
+               CASE WHEN a.kind = 'must_link' THEN 'match' WHEN a.kind = 'cannot_link' THEN 'non_match'
+                    ELSE v.decision END AS decision,
+               CASE WHEN a.kind IS NOT NULL THEN 'analyst' WHEN v.decision IS NOT NULL THEN 'llm' END AS decided_by,
                v.judge_model, v.judge_batch_id, v.judge_custom_id,
                v.llm_same_person, v.llm_confidence, v.llm_reason
-        FROM zoned_pairs p
-        LEFT JOIN analyst_pairs a ON a.rid_l = p.rid_l AND a.rid_r = p.rid_r
-        LEFT JOIN review_pairs rp ON rp.rid_l = p.rid_l AND rp.rid_r = p.rid_r
-        LEFT JOIN judge_results v ON v.pair_key = rp.pair_key""")
+        FROM (review_pairs rp JOIN judge_results v ON v.pair_key = rp.pair_key)
+        FULL JOIN analyst_pairs a ON a.rid_l = rp.rid_l AND a.rid_r = rp.rid_r""")
+    con.execute("""
+        CREATE OR REPLACE TABLE pairs AS
+        SELECT p.* REPLACE (coalesce(o.decision, p.decision) AS decision,
+                            coalesce(o.decided_by, p.decided_by) AS decided_by),
+               o.judge_model, o.judge_batch_id, o.judge_custom_id,
+               o.llm_same_person, o.llm_confidence, o.llm_reason
+        FROM zoned_pairs p LEFT JOIN pair_overrides o ON o.rid_l = p.rid_l AND o.rid_r = p.rid_r""")
     return dict(con.execute("SELECT decision, count(*) FROM pairs WHERE decided_by = 'llm' "
                             "GROUP BY 1").fetchall())
 
@@ -298,6 +304,7 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
     run history with its exit code.
     """
     with state.RunLock(config.state, log):
+        warm_up(config.judge)
         con = connect(config)
         state.ensure_schema(con)
         run_id = state.begin_run(con, "full" if full else "incremental", config.fingerprint(),
@@ -342,7 +349,7 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
                                                          "WHERE kind = 'cannot_link'")
         id_counts = identity.assign(con, generation)
     with timer.stage("golden"):
-        golden.build_golden(con, config)
+        scored.reuse["golden"] = golden.build_golden(con, config, full=full)
 
     zones = dict(con.execute("SELECT decision, count(*) FROM pairs GROUP BY 1").fetchall())
     records_total = sum(ingest_report.records.values())

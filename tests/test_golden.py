@@ -14,7 +14,7 @@ def _golden(tmp_path, extra=""):
     con = standardised(config)
     con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G1' AS cluster_id, "
                 "NULL::VARCHAR AS flags FROM std")
-    assert build_golden(con, config) == 1
+    assert build_golden(con, config) == {"recomputed": 1, "kept": 0}
     cur = con.execute("SELECT * FROM golden")
     return dict(zip([d[0] for d in cur.description], cur.fetchall()[0]))
 
@@ -48,3 +48,32 @@ def test_most_frequent_takes_the_value_most_members_agree_on(tmp_path):
     company, source_record = con.execute("SELECT company, company_record_id FROM golden").fetchall()[0]
     # Two members say Globex, the most recent says Initech: the vote wins; ties go to record id.
     assert (company, source_record) == ("Globex", "a")
+
+
+def _rows(con):
+    cur = con.execute("SELECT * EXCLUDE (members_hash) FROM golden ORDER BY cluster_id")
+    return cur.fetchall()
+
+
+def test_incremental_golden_recomputes_only_changed_clusters_and_equals_a_full_rebuild(tmp_path):
+    people = {"crm": [
+        {"id": "a", "first_name": "Ann", "last_name": "Lee", "company": "Globex", "updated_at": "2025-01-01"},
+        {"id": "b", "first_name": "Bob", "last_name": "Ray", "company": "Initech", "updated_at": "2025-01-01"},
+        {"id": "c", "first_name": "Cy", "last_name": "Oh", "company": "Hooli", "updated_at": "2025-01-01"},
+        {"id": "d", "first_name": "Di", "last_name": "Xu", "company": "Umbrella", "updated_at": "2025-01-01"},
+    ]}
+    config = contacts_config(tmp_path, people)
+    con = standardised(config)
+    con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G-' || record_id AS cluster_id, "
+                "NULL::VARCHAR AS flags FROM std")
+    build_golden(con, config)
+    # Next night: Bob's record changed (new content hash and company), Cy's record joined Ann's cluster.
+    con.execute("UPDATE std SET company = 'Initrode', content_hash = 'changed' WHERE record_id = 'b'")
+    con.execute("UPDATE cluster_ids SET cluster_id = 'G-a' WHERE record_id = 'c'")
+    assert build_golden(con, config, full=False) == {"recomputed": 2, "kept": 1}  # Di's is unchanged
+    incremental = _rows(con)
+    assert build_golden(con, config, full=True) == {"recomputed": 3, "kept": 0}
+    assert incremental == _rows(con)
+    by_id = {r[0]: r for r in incremental}
+    assert set(by_id) == {"G-a", "G-b", "G-d"} and by_id["G-a"][1] == 2  # Cy's old cluster is gone
+    assert "Initrode" in by_id["G-b"]

@@ -21,8 +21,10 @@ Modules: prompt (what is sent), cache (verdicts, plan, judge_results), batches
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import threading
 import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -38,6 +40,7 @@ __all__ = [
     "JudgeSettings",
     "parse_judge_settings",
     "run_judge",
+    "warm_up",
     "dry_run",
     "JudgeReport",
     "JudgeError",
@@ -115,6 +118,18 @@ def _skip_reason(settings: JudgeSettings) -> str | None:
     if settings.backend == "auto" and not os.environ.get("ANTHROPIC_API_KEY"):
         return "no ANTHROPIC_API_KEY"
     return None
+
+
+def warm_up(settings: JudgeSettings) -> None:
+    """Start importing the Anthropic SDK in a background thread if this run may call the API.
+
+    The import costs about a second (pydantic builds hundreds of models). Started at the top of a
+    run, it overlaps with ingest and blocking, which spend their time inside DuckDB with the GIL
+    released; ``run_judge``'s own import then finds the module ready, or waits for it.
+    """
+    if _skip_reason(settings) is None:
+        threading.Thread(target=importlib.import_module, args=("anthropic",), name="import-anthropic",
+                         daemon=True).start()
 
 
 def run_judge(
