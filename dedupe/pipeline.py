@@ -17,8 +17,10 @@ clustering treats such links as weak (see ``cluster``).
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
+import threading
 import sys
 import time
 from contextlib import contextmanager
@@ -32,7 +34,7 @@ import duckdb
 from dedupe import blocking, cluster as clustering, compare, decisions, golden, identity, model, state
 from dedupe.config import Config
 from dedupe.ingest import InputError, ingest
-from dedupe.judge import JudgeBudgetError, JudgePending, JudgeReport, run_judge, warm_up
+from dedupe.judge import JudgeBudgetError, JudgePending, JudgeReport, may_call_api, run_judge
 from dedupe.judge import dry_run as judge_dry_run
 from dedupe.judge.settings import CANONICAL_FIELDS as JUDGE_FIELDS
 from dedupe.outputs import Publisher, remove_stale_staging
@@ -293,6 +295,13 @@ def dry_run_judge(config: Config, out_path: Path, log: Callable[[str], None] = d
             con.close()
 
 
+def _import_in_background(module: str) -> None:
+    """Import a slow module (the Anthropic SDK builds hundreds of pydantic models: ~1 s) in a thread,
+    overlapping with stages that run inside DuckDB with the GIL released. The stage that needs it
+    later finds it imported, or waits on Python's import lock for the thread to finish."""
+    threading.Thread(target=importlib.import_module, args=(module,), name=f"import-{module}", daemon=True).start()
+
+
 def run(config: Config, log: Callable[[str], None] = default_log, full: bool = False,
         retrain: bool = False) -> RunResult:
     """Run the pipeline and publish outputs; one run at a time per state DB.
@@ -304,7 +313,9 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
     run history with its exit code.
     """
     with state.RunLock(config.state, log):
-        warm_up(config.judge)
+        _import_in_background("pandas")  # DuckDB imports it at the first Arrow hand-over
+        if may_call_api(config.judge):
+            _import_in_background("anthropic")
         con = connect(config)
         state.ensure_schema(con)
         run_id = state.begin_run(con, "full" if full else "incremental", config.fingerprint(),

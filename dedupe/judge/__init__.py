@@ -21,10 +21,8 @@ Modules: prompt (what is sent), cache (verdicts, plan, judge_results), batches
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import threading
 import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -40,7 +38,7 @@ __all__ = [
     "JudgeSettings",
     "parse_judge_settings",
     "run_judge",
-    "warm_up",
+    "may_call_api",
     "dry_run",
     "JudgeReport",
     "JudgeError",
@@ -120,16 +118,9 @@ def _skip_reason(settings: JudgeSettings) -> str | None:
     return None
 
 
-def warm_up(settings: JudgeSettings) -> None:
-    """Start importing the Anthropic SDK in a background thread if this run may call the API.
-
-    The import costs about a second (pydantic builds hundreds of models). Started at the top of a
-    run, it overlaps with ingest and blocking, which spend their time inside DuckDB with the GIL
-    released; ``run_judge``'s own import then finds the module ready, or waits for it.
-    """
-    if _skip_reason(settings) is None:
-        threading.Thread(target=importlib.import_module, args=("anthropic",), name="import-anthropic",
-                         daemon=True).start()
+def may_call_api(settings: JudgeSettings) -> bool:
+    """Whether a run with these settings may talk to the API (and so import the SDK)."""
+    return _skip_reason(settings) is None
 
 
 def run_judge(

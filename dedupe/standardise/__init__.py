@@ -260,22 +260,28 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
     con.execute(f"CREATE OR REPLACE TEMP TABLE std_base AS SELECT {', '.join(selects)} FROM {source} r "
                 f"{' '.join(joins)}")
     counts = {"standardised": con.execute("SELECT count(*) FROM std_base").fetchall()[0][0], "reused": 0}
-    person = "coalesce(first_initial, '') || '|' || coalesce(last_phonetic, '')"
-    flags = f"""
-        phone IS NOT NULL AND count(DISTINCT {person}) OVER (PARTITION BY phone) > 1 AS phone_shared,
-        email_key IS NOT NULL AND (email_is_role OR count(DISTINCT {person})
-            OVER (PARTITION BY email_key) > 1) AS email_shared"""
-    # compare_key: everything a comparison of this record depends on. Comparisons are reused
-    # across nights for pairs whose two compare_keys are unchanged.
-    compare_key = "md5(content_hash || CAST(phone_shared AS VARCHAR) || CAST(email_shared AS VARCHAR))"
     # Shared contact points, learnt from the data rather than from a list: a phone or an email
     # used by records of two different people-looking names (different surname sound or first
     # initial) is an office line, a family mailbox or a role account. Matching must not treat it
-    # as personal.
+    # as personal. Grouped once per value (not a window per row), so a night re-derives them cheaply.
+    person = "coalesce(first_initial, '') || '|' || coalesce(last_phonetic, '')"
+    # compare_key: everything a comparison of this record depends on. Comparisons are reused
+    # across nights for pairs whose two compare_keys are unchanged.
+    compare_key = "md5(content_hash || CAST(phone_shared AS VARCHAR) || CAST(email_shared AS VARCHAR))"
+
+    def flagged(table: str) -> str:
+        return f"""
+            SELECT t.*, sp.phone IS NOT NULL AS phone_shared,
+                   t.email_key IS NOT NULL AND (t.email_is_role OR se.email_key IS NOT NULL) AS email_shared
+            FROM {table} t
+            LEFT JOIN (SELECT phone FROM {table} WHERE phone IS NOT NULL GROUP BY phone
+                       HAVING count(DISTINCT {person}) > 1) sp ON sp.phone = t.phone
+            LEFT JOIN (SELECT email_key FROM {table} WHERE email_key IS NOT NULL GROUP BY email_key
+                       HAVING count(DISTINCT {person}) > 1) se ON se.email_key = t.email_key"""
+
     if not reuse:
         con.execute(f"""CREATE OR REPLACE TABLE std AS
-                        SELECT *, {compare_key} AS compare_key
-                        FROM (SELECT *, {flags} FROM std_base) ORDER BY rid""")
+                        SELECT *, {compare_key} AS compare_key FROM ({flagged('std_base')}) ORDER BY rid""")
     else:
         # Edit std in place (a rewrite would cost more than the night's changes): drop rows of
         # deleted and changed records, add the new rows, then refresh the flags that moved.
@@ -284,14 +290,20 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
         counts["reused"] = con.execute("SELECT count(*) FROM std").fetchall()[0][0]
         con.execute("INSERT INTO std BY NAME SELECT *, false AS phone_shared, false AS email_shared, "
                     "'' AS compare_key FROM std_base")
+        # Only rows whose flags moved (and the new rows, whose key is still empty) get a new key.
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE std_flags AS
             SELECT rid, phone_shared, email_shared, {compare_key} AS compare_key
-            FROM (SELECT rid, content_hash, {flags} FROM std)""")
+            FROM (SELECT f.rid, f.content_hash, f.phone_shared, f.email_shared
+                  FROM ({flagged("(SELECT rid, content_hash, phone, email_key, email_is_role, first_initial, "
+                                 "last_phonetic, phone_shared AS old_phone_shared, email_shared AS old_email_shared, "
+                                 "compare_key AS old_compare_key FROM std)")}) f
+                  WHERE f.old_compare_key = '' OR f.phone_shared <> f.old_phone_shared
+                     OR f.email_shared <> f.old_email_shared)""")
         con.execute("""
             UPDATE std SET phone_shared = f.phone_shared, email_shared = f.email_shared,
                            compare_key = f.compare_key
-            FROM std_flags f WHERE std.rid = f.rid AND std.compare_key <> f.compare_key""")
+            FROM std_flags f WHERE std.rid = f.rid""")
         con.execute("DROP TABLE std_flags")
     set_meta(con, "standardise_signature", signature)
     con.execute("DROP TABLE std_base")
