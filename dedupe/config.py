@@ -99,6 +99,9 @@ class Thresholds:
     review: float = 0.20  # at or above (and below match): ambiguous, sent to the judge
     fallback: float = 0.95  # without a verdict, review pairs at or above this are linked (weakly)
     require_name_agreement: bool = True  # first AND last name both different: never a model link
+    # At most this many review pairs per 100 input records (the judge's bill scales with it): when
+    # the band holds more, the pairs nearest p = 0.5 stay and the rest are decided by the model.
+    review_budget: float | None = 5.0
 
 
 @dataclass(frozen=True)
@@ -336,14 +339,27 @@ def _parse_probability(c: _Checker, table: dict, key: str, prefix: str, default:
     return value
 
 
+def _parse_budget(c: _Checker, raw: dict, default: float | None) -> float | None:
+    """``review_budget``: review pairs per 100 records, a number >= 0, or false for no cap."""
+    value = raw.get("review_budget", default)
+    if value is False:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        c.add("thresholds.review_budget", f"must be a number >= 0 (review pairs per 100 records) or false, "
+                                          f"got {value!r}")
+        return default
+    return float(value)
+
+
 def _parse_thresholds(c: _Checker, raw: dict) -> Thresholds:
-    c.unknown_keys(raw, ("match", "review", "fallback", "require_name_agreement"), "thresholds")
+    c.unknown_keys(raw, ("match", "review", "fallback", "require_name_agreement", "review_budget"), "thresholds")
     d = Thresholds()
     t = Thresholds(match=_parse_probability(c, raw, "match", "thresholds", d.match),
                    review=_parse_probability(c, raw, "review", "thresholds", d.review),
                    fallback=_parse_probability(c, raw, "fallback", "thresholds", d.fallback),
                    require_name_agreement=c.typed(raw, "require_name_agreement", bool, "thresholds",
-                                                  default=d.require_name_agreement))
+                                                  default=d.require_name_agreement),
+                   review_budget=_parse_budget(c, raw, d.review_budget))
     if not t.review <= t.fallback <= t.match:
         c.add("thresholds", f"need review <= fallback <= match (got {t.review}, {t.fallback}, {t.match})")
     return t

@@ -114,7 +114,7 @@ def connect(config: Config, wait_s: float = 10.0) -> duckdb.DuckDBPyConnection:
 # stages that are only SQL glue between modules
 
 
-def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison]) -> None:
+def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison]) -> int:
     t = config.thresholds
     by_name = {c.name: c for c in comparisons}
     # The name gate: colleagues share a company, an office line, a city and a country, and a model
@@ -136,6 +136,30 @@ def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
                'model' AS decided_by
         FROM scored""")
     con.execute("DROP TABLE scored")
+    return _cap_review_band(con, t)
+
+
+def _cap_review_band(con: duckdb.DuckDBPyConnection, t) -> int:
+    """Hold the review band to ``review_budget`` pairs per 100 records; return how many were cut.
+
+    The band is set by probabilities, but namesakes per name grow with the data, so the band does
+    too. Over budget, the pairs nearest p = 0.5 (smallest |match weight|: the ones a judge settles
+    best) stay; the rest are decided by the model at the fallback threshold.
+    """
+    if t.review_budget is None:
+        return 0
+    records = con.execute("SELECT count(*) FROM std").fetchall()[0][0]
+    cap = int(t.review_budget * records / 100)
+    in_band = con.execute("SELECT count(*) FROM zoned_pairs WHERE decision = 'review'").fetchall()[0][0]
+    if in_band <= cap:
+        return 0
+    con.execute(f"""
+        UPDATE zoned_pairs z
+        SET decision = CASE WHEN z.match_probability >= {t.fallback} THEN 'match' ELSE 'non_match' END
+        FROM (SELECT rid_l, rid_r FROM zoned_pairs WHERE decision = 'review'
+              ORDER BY abs(match_weight), rid_l, rid_r OFFSET {cap}) cut
+        WHERE z.rid_l = cut.rid_l AND z.rid_r = cut.rid_r""")
+    return in_band - cap
 
 
 def _review_table(con: duckdb.DuckDBPyConnection) -> None:
@@ -235,6 +259,7 @@ class _Scored:
     comparisons: list[compare.Comparison]
     params: model.ModelParams
     reuse: dict
+    review_cut: int = 0
 
 
 def _model(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison],
@@ -276,10 +301,13 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
         reuse["model"] = "trained" if trained else "reused"
     with timer.stage("score"):
         model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment)
-        _zones(con, config, comparisons)
+        review_cut = _zones(con, config, comparisons)
         reuse["analyst_decisions"] = _analyst_pairs(con)
         _review_table(con)
-    return _Scored(ingest_report, block_report, comparisons, params, reuse)
+    if review_cut:
+        log(f"review band over budget ({config.thresholds.review_budget} per 100 records): "
+            f"{review_cut:,} pairs furthest from p = 0.5 decided by the model")
+    return _Scored(ingest_report, block_report, comparisons, params, reuse, review_cut)
 
 
 def dry_run_judge(config: Config, out_path: Path, log: Callable[[str], None] = default_log) -> dict:
@@ -386,6 +414,7 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
         "zones_before_judge": {k: zones_before.get(k, 0) for k in ("match", "review", "non_match")},
         "zones": {k: zones.get(k, 0) for k in ("match", "review", "non_match")},
         "review_per_100_records": round(100 * zones_before.get("review", 0) / max(records_total, 1), 3),
+        "review_cut_by_budget": scored.review_cut,
         "judge": judge_report.as_dict() | {"applied": verdicts},
         "clusters": {
             "clusters": cluster_report.clusters, "singletons": cluster_report.singletons,

@@ -219,3 +219,12 @@ def test_delimiter_must_be_one_character(tmp_path, write_config):
     conf = write_config(tmp_path, [{"name": "crm", "path": "crm.csv", "id": "id", "delimiter": "||",
                                     "columns": {"email": "e"}}])
     assert problems(conf) == ["sources[0].delimiter: '||' must be a single character"]
+
+
+def test_review_budget_is_a_number_or_false(tmp_path, write_config):
+    source = [{"name": "crm", "path": "crm.csv", "id": "id", "columns": {"email": "email"}}]
+    assert load_config(write_config(tmp_path, source)).thresholds.review_budget == 5.0
+    off = write_config(tmp_path, source, extra_toml="[thresholds]\nreview_budget = false\n")
+    assert load_config(off).thresholds.review_budget is None
+    bad = write_config(tmp_path, source, extra_toml='[thresholds]\nreview_budget = "lots"\n')
+    assert [p for p in problems(bad) if p.startswith("thresholds.review_budget:")]

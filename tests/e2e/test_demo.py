@@ -64,6 +64,28 @@ def test_demo_run_without_a_key_meets_quality_and_says_what_it_skipped(tmp_path)
     assert golden == (crosswalk[2], n_records)
 
 
+def test_review_budget_keeps_the_pairs_nearest_even_odds_and_lets_the_model_decide_the_rest(tmp_path):
+    # A budget of 1 review pair per 100 records, far below what the demo's band holds.
+    config = _config(tmp_path, "[thresholds]\nreview_budget = 1\n")
+    done = _dedupe("run", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "review band over budget" in done.stderr
+    report = json.loads((tmp_path / "out" / "run_report.json").read_text())
+    cap = int(report["records_total"] / 100)
+    assert report["zones_before_judge"]["review"] == cap
+    assert report["review_cut_by_budget"] > 0
+    con = duckdb.connect()
+    pairs = f"'{tmp_path / 'out' / 'pairs.parquet'}'"
+    kept = con.execute(f"SELECT max(abs(match_weight)) FROM {pairs} WHERE decision = 'review'").fetchall()[0][0]
+    # Every pair the cap took out of the band was further from p = 0.5 than every pair it kept, and
+    # was decided by the model at the fallback threshold.
+    cut = con.execute(f"""
+        SELECT min(abs(match_weight)), bool_and((decision = 'match') = (match_probability >= 0.95))
+        FROM {pairs} WHERE decision <> 'review' AND match_probability >= 0.2 AND match_probability < 0.99
+          AND NOT (first_name_level = 0 AND last_name_level = 0)""").fetchall()[0]
+    assert cut[0] >= kept and cut[1]
+
+
 def _truth_responder(config: Path):
     """A judge that knows the truth: it looks each serialised record up by its content."""
     out = config.parent / "out"
