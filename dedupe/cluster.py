@@ -45,12 +45,15 @@ class ClusterReport:
 
 def connected_components(con: duckdb.DuckDBPyConnection, edges: str, out_table: str,
                          nodes: str = "SELECT rid AS node FROM std") -> int:
-    """Label every node with the smallest node id of its component; return the passes needed."""
+    """Label every node with the smallest node id of its component; return the passes needed.
+
+    Edges must join nodes of ``nodes``. Only nodes with an edge take part in the passes (most
+    records have no link at all); the others are their own component."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _cc_edges AS
         SELECT a AS src, b AS dst FROM ({edges}) WHERE a <> b
         UNION SELECT b, a FROM ({edges}) WHERE a <> b""")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _cc_labels AS SELECT node, node AS label FROM ({nodes})")
+    con.execute("CREATE OR REPLACE TEMP TABLE _cc_labels AS SELECT DISTINCT src AS node, src AS label FROM _cc_edges")
     passes = 0
     while True:
         passes += 1
@@ -74,7 +77,9 @@ def connected_components(con: duckdb.DuckDBPyConnection, edges: str, out_table: 
         con.execute("ALTER TABLE _cc_next RENAME TO _cc_labels")
         if changed == 0:
             break
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {out_table} AS SELECT node, label FROM _cc_labels")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {out_table} AS
+                    SELECT n.node, coalesce(l.label, n.node) AS label
+                    FROM ({nodes}) n LEFT JOIN _cc_labels l USING (node)""")
     con.execute("DROP TABLE _cc_labels")
     con.execute("DROP TABLE _cc_edges")
     return passes
