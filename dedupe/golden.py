@@ -57,8 +57,8 @@ def _rank_order(rules: tuple[str, ...], field: str) -> str:
 def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = True) -> dict[str, int]:
     """Bring table ``golden`` (one row per cluster) up to date with ``std`` and ``cluster_ids``.
 
-    Each golden row carries ``members_hash``, a digest of its members' keys, content and the
-    cluster's flags. With ``full=False`` only clusters whose digest changed (or that are new) are
+    Each golden row carries ``members_hash``, a digest of its members' keys, the values
+    survivorship reads, and the cluster's flags. With ``full=False`` only clusters whose digest changed (or that are new) are
     recomputed, in place; on a night where 1% of records change, so does about 1% of golden.
     Returns {"recomputed": n, "kept": n}.
     """
@@ -66,9 +66,14 @@ def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tr
     rules = {f: config.survivorship.fields.get(f, config.survivorship.rules) for f in fields}
     priority = list(config.survivorship.source_priority)
     signature = repr((GOLDEN_VERSION, fields, rules, priority))
-    con.execute("""
+    # The digest covers every input of a golden row: each member's key and the values survivorship
+    # reads (so a re-standardisation or a new date format shows, not only a content change), then
+    # the cluster's flags once. DuckDB's hash() XORs its last argument in plainly, so each call ends
+    # with a constant: a per-member term in last place would cancel out in pairs under bit_xor.
+    member = ", ".join(["c.rid", "s.source", "s.record_id", "s.updated_at"] + [f"s.{f}" for f in fields] + ["0"])
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE golden_keys AS
-        SELECT c.cluster_id, bit_xor(hash(c.rid, s.content_hash, c.flags)) AS members_hash
+        SELECT c.cluster_id, hash(bit_xor(hash({member})), any_value(c.flags), 0) AS members_hash
         FROM cluster_ids c JOIN std s ON s.rid = c.rid GROUP BY c.cluster_id""")
     incremental = (not full and get_meta(con, "golden_signature") == signature
                    and "members_hash" in _columns(con, "golden"))

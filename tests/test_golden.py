@@ -77,3 +77,32 @@ def test_incremental_golden_recomputes_only_changed_clusters_and_equals_a_full_r
     by_id = {r[0]: r for r in incremental}
     assert set(by_id) == {"G-a", "G-b", "G-d"} and by_id["G-a"][1] == 2  # Cy's old cluster is gone
     assert "Initrode" in by_id["G-b"]
+
+
+def test_incremental_golden_sees_a_flag_change_in_a_two_member_cluster(tmp_path):
+    people = {"crm": [
+        {"id": "a", "first_name": "Ann", "last_name": "Lee", "company": "Globex", "updated_at": "2025-01-01"},
+        {"id": "b", "first_name": "Ann", "last_name": "Lee", "company": "Initech", "updated_at": "2025-01-02"},
+    ]}
+    config = contacts_config(tmp_path, people)
+    con = standardised(config)
+    con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G1' AS cluster_id, "
+                "'weak_link' AS flags FROM std")
+    build_golden(con, config)
+    # Next night the weak link is confirmed: same members, no flag. (An even number of members is
+    # where a per-member digest of the flag would cancel out.)
+    con.execute("UPDATE cluster_ids SET flags = NULL")
+    assert build_golden(con, config, full=False) == {"recomputed": 1, "kept": 0}
+    assert con.execute("SELECT flags FROM golden").fetchall() == [(None,)]
+
+
+def test_incremental_golden_sees_a_new_standardisation_of_unchanged_records(tmp_path):
+    config = contacts_config(tmp_path, PEOPLE)
+    con = standardised(config)
+    con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G1' AS cluster_id, "
+                "NULL::VARCHAR AS flags FROM std")
+    build_golden(con, config)
+    # A new version of the rules re-standardises std: display values move, record content does not.
+    con.execute("UPDATE std SET email = upper(email)")
+    build_golden(con, config, full=False)
+    assert con.execute("SELECT email FROM golden").fetchall() == [("J.SMITH@ACMECORP.COM",)]
