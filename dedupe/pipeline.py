@@ -133,7 +133,7 @@ def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
                        WHEN match_probability >= {t.match} THEN 'match'
                        WHEN match_probability >= {t.review} THEN 'review'
                        ELSE 'non_match' END AS decision,
-               'model' AS decided_by
+               'model' AS decided_by, false AS over_budget
         FROM scored""")
     con.execute("DROP TABLE scored")
     return _cap_review_band(con, t)
@@ -144,20 +144,25 @@ def _cap_review_band(con: duckdb.DuckDBPyConnection, t) -> int:
 
     The band is set by probabilities, but namesakes per name grow with the data, so the band does
     too. Over budget, the pairs nearest p = 0.5 (smallest |match weight|: the ones a judge settles
-    best) stay; the rest are decided by the model at the fallback threshold.
+    best) stay; the rest get what an unjudged review pair gets: a weak link at or above the
+    fallback threshold (``over_budget`` tells ``_links`` it is weak), else none. Pairs an analyst
+    decided never reach the judge, so they neither count against the budget nor get cut.
     """
     if t.review_budget is None:
         return 0
     records = con.execute("SELECT count(*) FROM std").fetchall()[0][0]
     cap = int(t.review_budget * records / 100)
-    in_band = con.execute("SELECT count(*) FROM zoned_pairs WHERE decision = 'review'").fetchall()[0][0]
+    band = """SELECT z.rid_l, z.rid_r, z.match_weight FROM zoned_pairs z
+              ANTI JOIN analyst_pairs a ON a.rid_l = z.rid_l AND a.rid_r = z.rid_r
+              WHERE z.decision = 'review'"""
+    in_band = con.execute(f"SELECT count(*) FROM ({band})").fetchall()[0][0]
     if in_band <= cap:
         return 0
     con.execute(f"""
         UPDATE zoned_pairs z
-        SET decision = CASE WHEN z.match_probability >= {t.fallback} THEN 'match' ELSE 'non_match' END
-        FROM (SELECT rid_l, rid_r FROM zoned_pairs WHERE decision = 'review'
-              ORDER BY abs(match_weight), rid_l, rid_r OFFSET {cap}) cut
+        SET decision = CASE WHEN z.match_probability >= {t.fallback} THEN 'match' ELSE 'non_match' END,
+            over_budget = true
+        FROM (SELECT rid_l, rid_r FROM ({band}) ORDER BY abs(match_weight), rid_l, rid_r OFFSET {cap}) cut
         WHERE z.rid_l = cut.rid_l AND z.rid_r = cut.rid_r""")
     return in_band - cap
 
@@ -218,7 +223,8 @@ def _links(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     # Must-links hold even for pairs blocking never produced; they go first when the guard re-clusters.
     con.execute(f"""
         CREATE OR REPLACE TABLE links AS
-        SELECT rid_l, rid_r, match_probability, decision = 'match' AS strong
+        SELECT rid_l, rid_r, match_probability,
+               decision = 'match' AND NOT (over_budget AND decided_by = 'model') AS strong
         FROM pairs
         WHERE decision = 'match'
            OR (decision = 'review' AND match_probability >= {config.thresholds.fallback})
@@ -233,7 +239,7 @@ def _pairs_query(comparisons: list[compare.Comparison]) -> str:
     return f"""
         SELECT l.source AS source_l, l.record_id AS record_id_l,
                r.source AS source_r, r.record_id AS record_id_r,
-               p.match_probability, p.match_weight, {levels}, p.decision, p.decided_by,
+               p.match_probability, p.match_weight, {levels}, p.decision, p.decided_by, p.over_budget,
                p.judge_model, p.judge_batch_id, p.judge_custom_id,
                p.llm_same_person, p.llm_confidence, p.llm_reason
         FROM pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
@@ -301,8 +307,8 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
         reuse["model"] = "trained" if trained else "reused"
     with timer.stage("score"):
         model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment)
-        review_cut = _zones(con, config, comparisons)
         reuse["analyst_decisions"] = _analyst_pairs(con)
+        review_cut = _zones(con, config, comparisons)
         _review_table(con)
     if review_cut:
         log(f"review band over budget ({config.thresholds.review_budget} per 100 records): "

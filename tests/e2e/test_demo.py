@@ -77,13 +77,12 @@ def test_review_budget_keeps_the_pairs_nearest_even_odds_and_lets_the_model_deci
     con = duckdb.connect()
     pairs = f"'{tmp_path / 'out' / 'pairs.parquet'}'"
     kept = con.execute(f"SELECT max(abs(match_weight)) FROM {pairs} WHERE decision = 'review'").fetchall()[0][0]
-    # Every pair the cap took out of the band was further from p = 0.5 than every pair it kept, and
-    # was decided by the model at the fallback threshold.
+    # Every pair the cap took out of the band is marked, was further from p = 0.5 than every pair
+    # it kept, and was decided by the model at the fallback threshold.
     cut = con.execute(f"""
-        SELECT min(abs(match_weight)), bool_and((decision = 'match') = (match_probability >= 0.95))
-        FROM {pairs} WHERE decision <> 'review' AND match_probability >= 0.2 AND match_probability < 0.99
-          AND NOT (first_name_level = 0 AND last_name_level = 0)""").fetchall()[0]
-    assert cut[0] >= kept and cut[1]
+        SELECT count(*), min(abs(match_weight)), bool_and((decision = 'match') = (match_probability >= 0.95))
+        FROM {pairs} WHERE over_budget""").fetchall()[0]
+    assert cut[0] == report["review_cut_by_budget"] and cut[1] >= kept and cut[2]
 
 
 def _truth_responder(config: Path):
