@@ -270,14 +270,10 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config) -> IngestReport:
                (SELECT coalesce(max(rid), 0) FROM record_registry)
                + row_number() OVER (ORDER BY r.source_index, r.record_id)
         FROM raw_records r ANTI JOIN record_registry g USING (source, record_id)""")
-    # The content hash says whether a record changed since it was last standardised; every mapped
-    # value takes part, NULL distinct from empty.
-    content = ", ".join(f"coalesce({f}, chr(0))" for f in fields)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE typed_records AS
-        SELECT g.rid, r.source, r.record_id, {', '.join(typed(f) for f in fields)},
-               md5(concat_ws(chr(31), {content})) AS content_hash,
-               {', '.join(f'r.{f} AS {f}__raw' for f in checked)}
+        SELECT g.rid, r.source, r.record_id, {', '.join(typed(f) for f in fields)}
+               {''.join(f', r.{f} AS {f}__raw' for f in checked)}
         FROM raw_records r JOIN record_registry g USING (source, record_id)""")
     for fname in checked:
         rows = con.execute(f"""SELECT source, count(*) FROM typed_records
@@ -285,9 +281,14 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config) -> IngestReport:
                                ORDER BY source""").fetchall()
         for src, n in rows:
             report.unparsed.setdefault(src, {})[fname] = n
-    raw_cols = ", ".join(f"{f}__raw" for f in checked)
+    # The content hash says whether a record changed since it was last standardised: every mapped
+    # value takes part as read (after date parsing, so a new date_format counts as a change), NULL
+    # distinct from empty.
+    content = ", ".join(f"coalesce(CAST({f} AS VARCHAR), chr(0))" for f in fields)
+    raw_cols = f" EXCLUDE ({', '.join(f'{f}__raw' for f in checked)})" if checked else ""
     con.execute(f"CREATE OR REPLACE TEMP TABLE records AS "
-                f"SELECT * EXCLUDE ({raw_cols}) FROM typed_records ORDER BY rid")
+                f"SELECT *{raw_cols}, md5(concat_ws(chr(31), {content})) AS content_hash "
+                f"FROM typed_records ORDER BY rid")
     counts = dict(con.execute("SELECT source, count(*) FROM records GROUP BY source").fetchall())
     report.records = {source.name: counts.get(source.name, 0) for source in config.sources}
     con.execute("DROP TABLE typed_records")

@@ -303,3 +303,19 @@ def test_blank_first_line_is_not_taken_for_an_empty_file(input_error, tmp_path):
     (tmp_path / "a.csv").write_text("\nid,email\n1,a@x.org\n", encoding="utf-8")
     message = input_error([{"name": "a", "path": "a.csv", "id": "id", "columns": {"email": "email"}}])
     assert message == f"{tmp_path / 'a.csv'}: malformed CSV at line 1: the line is empty (expected the header row)"
+
+
+def test_a_new_date_format_changes_the_content_hash_so_nothing_stale_is_reused(con, run_ingest, write_csv,
+                                                                                 tmp_path):
+    write_csv(tmp_path / "a.csv", ["id", "email", "seen"], [["1", "a@x.org", "03/04/2024 10:00"]])
+    source = {"name": "a", "path": "a.csv", "id": "id", "columns": {"email": "email", "updated_at": "seen"}}
+
+    def read(date_format: str):
+        run_ingest([{**source, "date_format": date_format}])
+        return con.execute("SELECT updated_at, content_hash FROM records").fetchall()[0]
+
+    us, us_hash = read("%m/%d/%Y %H:%M")
+    eu, eu_hash = read("%d/%m/%Y %H:%M")
+    assert (us.month, eu.month) == (3, 4)
+    assert us_hash != eu_hash  # the same raw text, read differently: the record must be redone
+    assert read("%m/%d/%Y %H:%M")[1] == us_hash
