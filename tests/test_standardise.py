@@ -446,3 +446,23 @@ def test_fast_north_american_phone_path_agrees_with_phonenumbers():
             expected = None if slow is None else phones.phonenumbers.format_number(slow, phones.PhoneNumberFormat.E164)
             assert fast == expected, (raw, region)
     assert fast_hits > 100
+
+
+def test_new_standardisation_rules_give_every_record_a_new_compare_key(tmp_path, monkeypatch):
+    # Comparisons are reused by compare_key; rules that changed what std holds must not let a
+    # comparison made under the old rules survive.
+    import dedupe.standardise as std_module
+    from dedupe.standardise import standardise
+    from tests.pipeline_helpers import contacts_config, standardised
+
+    config = contacts_config(tmp_path, {"crm": [
+        {"id": "a", "first_name": "Ann", "last_name": "Lee", "email": "ann@x.org"},
+        {"id": "b", "first_name": "Bob", "last_name": "Ray", "email": "bob@y.org"}]})
+    con = standardised(config)
+    before = dict(con.execute("SELECT rid, compare_key FROM std").fetchall())
+    standardise(con, config, full=False)
+    assert dict(con.execute("SELECT rid, compare_key FROM std").fetchall()) == before  # unchanged rules
+    monkeypatch.setattr(std_module, "STANDARDISE_VERSION", "next")
+    standardise(con, config, full=False)
+    after = dict(con.execute("SELECT rid, compare_key FROM std").fetchall())
+    assert after.keys() == before.keys() and all(after[r] != before[r] for r in before)

@@ -265,9 +265,11 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
     # initial) is an office line, a family mailbox or a role account. Matching must not treat it
     # as personal. Grouped once per value (not a window per row), so a night re-derives them cheaply.
     person = "coalesce(first_initial, '') || '|' || coalesce(last_phonetic, '')"
-    # compare_key: everything a comparison of this record depends on. Comparisons are reused
-    # across nights for pairs whose two compare_keys are unchanged.
-    compare_key = "md5(content_hash || CAST(phone_shared AS VARCHAR) || CAST(email_shared AS VARCHAR))"
+    # compare_key: everything a comparison of this record depends on (its content, the shared
+    # flags, and the version of these rules). Comparisons are reused across nights for pairs whose
+    # two compare_keys are unchanged.
+    compare_key = (f"md5('{signature}' || content_hash || CAST(phone_shared AS VARCHAR) "
+                   f"|| CAST(email_shared AS VARCHAR))")
 
     def flagged(table: str) -> str:
         return f"""
