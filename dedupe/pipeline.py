@@ -176,7 +176,8 @@ def _review_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""
         CREATE OR REPLACE TABLE review_pairs AS
         SELECT l.source || ':' || l.record_id || '~' || r.source || ':' || r.record_id AS pair_key,
-               p.rid_l, p.rid_r, p.match_probability, {', '.join(cols)}
+               p.rid_l, p.rid_r, p.match_probability, l.compare_key AS key_l, r.compare_key AS key_r,
+               {', '.join(cols)}
         FROM zoned_pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
         ANTI JOIN analyst_pairs a ON a.rid_l = p.rid_l AND a.rid_r = p.rid_r
         WHERE p.decision = 'review'""")

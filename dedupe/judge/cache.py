@@ -22,6 +22,12 @@ import pyarrow as pa
 from . import prompt
 from .settings import JudgeSettings
 
+MEMO_DDL = """
+CREATE TABLE IF NOT EXISTS judge_plan_memo (
+    signature VARCHAR, pair_key VARCHAR, key_l VARCHAR, key_r VARCHAR,
+    user_text VARCHAR, cache_key VARCHAR, custom_id VARCHAR, request_bytes BIGINT)
+"""
+
 DDL = """
 CREATE TABLE IF NOT EXISTS judge_cache (
     cache_key      VARCHAR PRIMARY KEY,  -- prompt.RequestIds.cache_key
@@ -59,45 +65,71 @@ class PlanSummary:
 
 
 def build_plan(con: duckdb.DuckDBPyConnection, review_table: str, settings: JudgeSettings) -> PlanSummary:
-    """Serialise every review pair and store the plan in TEMP table judge_plan."""
+    """Serialise every review pair and store the plan in TEMP table judge_plan.
+
+    When the review table carries ``key_l``/``key_r`` (each record's content key), serialised
+    pairs are remembered in ``judge_plan_memo`` and a later run serialises only pairs it has not
+    seen with those keys: on a nightly run, the few that are new or changed.
+    """
     cols = ", ".join(f'"l_{f}", "r_{f}"' for f in settings.fields)
-    cur = con.cursor()  # own cursor: never leave a half-read result on `con`
-    cur.execute(f'SELECT pair_key, {cols} FROM {review_table} ORDER BY pair_key')
+    review_columns = {r[0] for r in con.execute(f"DESCRIBE {review_table}").fetchall()}
+    keyed = {"key_l", "key_r"} <= review_columns
     ids = prompt.RequestIds(settings)
-    keys: list[str] = []
-    texts: list[str] = []
-    cache_keys: list[str] = []
-    custom_ids: list[str] = []
-    sizes: list[int] = []
+    signature = ids.plan_signature()
+    if keyed:
+        con.execute(MEMO_DDL)
+        source = (f"(SELECT r.* FROM {review_table} r ANTI JOIN judge_plan_memo m "
+                  f"ON m.signature = '{signature}' AND m.pair_key = r.pair_key "
+                  f"AND m.key_l = r.key_l AND m.key_r = r.key_r) AS unseen")
+        key_cols = ", key_l, key_r"
+    else:
+        source, key_cols = review_table, ""
+    cur = con.cursor()  # own cursor: never leave a half-read result on `con`
+    cur.execute(f'SELECT pair_key{key_cols}, {cols} FROM {source} ORDER BY pair_key')
+    first = 3 if keyed else 1
+    columns: dict[str, list] = {n: [] for n in ("pair_key", "key_l", "key_r", "user_text", "cache_key",
+                                                 "custom_id", "request_bytes")}
     while rows := cur.fetchmany(10_000):
         for row in rows:
-            left = {f: row[1 + 2 * i] for i, f in enumerate(settings.fields)}
-            right = {f: row[2 + 2 * i] for i, f in enumerate(settings.fields)}
+            left = {f: row[first + 2 * i] for i, f in enumerate(settings.fields)}
+            right = {f: row[first + 1 + 2 * i] for i, f in enumerate(settings.fields)}
             text = prompt.serialise_pair(left, right, settings.fields)
-            keys.append(row[0])
-            texts.append(text)
-            cache_keys.append(ids.cache_key(text))
-            custom_ids.append(ids.custom_id(text))
-            sizes.append(ids.request_bytes(text))
+            columns["pair_key"].append(row[0])
+            if keyed:
+                columns["key_l"].append(row[1])
+                columns["key_r"].append(row[2])
+            columns["user_text"].append(text)
+            columns["cache_key"].append(ids.cache_key(text))
+            columns["custom_id"].append(ids.custom_id(text))
+            columns["request_bytes"].append(ids.request_bytes(text))
     cur.close()
-    plan = pa.table(
-        {
-            "pair_key": pa.array(keys, pa.string()),
-            "user_text": pa.array(texts, pa.string()),
-            "cache_key": pa.array(cache_keys, pa.string()),
-            "custom_id": pa.array(custom_ids, pa.string()),
-            "request_bytes": pa.array(sizes, pa.int64()),
-        }
-    )
-    con.register("judge_plan_arrow", plan)
+    if not keyed:
+        del columns["key_l"], columns["key_r"]
+    types = {"request_bytes": pa.int64()}
+    fresh = pa.table({n: pa.array(v, types.get(n, pa.string())) for n, v in columns.items()})
+    con.register("judge_plan_arrow", fresh)
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE judge_plan AS SELECT * FROM judge_plan_arrow")
+        if keyed:
+            con.execute(f"INSERT INTO judge_plan_memo SELECT '{signature}', * FROM judge_plan_arrow")
+            # Forget what is no longer asked, so the memo stays the size of one night's band.
+            con.execute(f"""
+                DELETE FROM judge_plan_memo m WHERE m.signature <> '{signature}' OR NOT EXISTS (
+                    SELECT 1 FROM {review_table} r WHERE r.pair_key = m.pair_key
+                       AND r.key_l = m.key_l AND r.key_r = m.key_r)""")
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE judge_plan AS
+                SELECT m.pair_key, m.user_text, m.cache_key, m.custom_id, m.request_bytes
+                FROM judge_plan_memo m SEMI JOIN {review_table} r
+                  ON r.pair_key = m.pair_key AND r.key_l = m.key_l AND r.key_r = m.key_r
+                ORDER BY m.pair_key""")
+        else:
+            con.execute("CREATE OR REPLACE TEMP TABLE judge_plan AS SELECT * FROM judge_plan_arrow")
     finally:
         con.unregister("judge_plan_arrow")
-    hits = con.execute(
-        "SELECT count(*) FROM judge_plan p JOIN judge_cache c USING (cache_key)"
-    ).fetchall()[0][0]
-    return PlanSummary(pairs=len(keys), cache_hits=hits)
+    pairs, hits = con.execute(
+        "SELECT count(*), count(c.cache_key) FROM judge_plan p LEFT JOIN judge_cache c USING (cache_key)"
+    ).fetchall()[0]
+    return PlanSummary(pairs=pairs, cache_hits=hits)
 
 
 def store_verdicts(con: duckdb.DuckDBPyConnection, relation: str) -> None:

@@ -222,6 +222,11 @@ class RequestIds:
         # {"custom_id": "...", "params": {..., "messages": [{"role": "user", "content": ...}]}}
         self._fixed_bytes = template_bytes + 110
 
+    def plan_signature(self) -> str:
+        """Everything besides the two records that shapes a request's text, ids and size."""
+        s = self.settings
+        return _sha256(self._template_sha, s.model, s.prompt_version, PROMPT_FINGERPRINT, ",".join(s.fields))
+
     def custom_id(self, user_text: str) -> str:
         # 40 hex chars = 160 bits: collisions are out of the question, and
         # "j1_" + 40 = 43 chars stays well inside the 64-char limit.
