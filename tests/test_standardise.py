@@ -466,3 +466,18 @@ def test_new_standardisation_rules_give_every_record_a_new_compare_key(tmp_path,
     standardise(con, config, full=False)
     after = dict(con.execute("SELECT rid, compare_key FROM std").fetchall())
     assert after.keys() == before.keys() and all(after[r] != before[r] for r in before)
+
+
+def test_worker_processes_standardise_exactly_as_one_process_does(tmp_path, monkeypatch):
+    import dedupe.standardise as std_module
+    from tests.pipeline_helpers import contacts_config, standardised
+
+    people = [{"id": f"c{i}", "first_name": first, "last_name": last, "email": f"{first}.{last}{i}@Example.com",
+               "phone": f"(212) 555-01{i:02d}", "company": "Acme, Inc.", "country": "US"}
+              for i, (first, last) in enumerate([("Jon", "Smith"), ("Liz", "Müller"), ("Dr. Ann", "O'Neil Jr"),
+                                                  ("Bob", "de la Cruz"), ("Peggy", "Olsen")] * 4)]
+    config = contacts_config(tmp_path, {"crm": people})
+    query = "SELECT * EXCLUDE (content_hash) FROM std ORDER BY rid"
+    alone = standardised(config).execute(query).fetchall()
+    monkeypatch.setattr(std_module, "PARALLEL_MIN_VALUES", 1)  # every map goes to the workers
+    assert standardised(config).execute(query).fetchall() == alone
