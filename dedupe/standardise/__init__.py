@@ -87,7 +87,9 @@ def _apply(fn: Callable[..., tuple], rows: list[tuple]) -> list[tuple]:
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context()) as pool:
             return [out for part in pool.map(_apply_chunk, [fn] * len(chunks), chunks) for out in part]
-    except BrokenProcessPool:  # e.g. a __main__ that cannot be re-imported (code piped to python)
+    # A __main__ that cannot be re-imported (code piped to python), or a sandbox without the
+    # sockets and semaphores workers need: one process still gives the same answer.
+    except (BrokenProcessPool, OSError):
         return _apply_chunk(fn, rows)
 
 
