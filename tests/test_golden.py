@@ -9,11 +9,17 @@ PEOPLE = {
 }
 
 
+def _clustered(config, cluster_id: str = "'G1'", flags: str = "NULL::VARCHAR"):
+    """Standardised records put into clusters by SQL expressions over ``std``."""
+    con = standardised(config)
+    con.execute(f"CREATE TABLE cluster_ids AS SELECT rid, source, record_id, {cluster_id} AS cluster_id, "
+                f"{flags} AS flags FROM std")
+    return con
+
+
 def _golden(tmp_path, extra=""):
     config = contacts_config(tmp_path, PEOPLE, extra_toml=extra)
-    con = standardised(config)
-    con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G1' AS cluster_id, "
-                "NULL::VARCHAR AS flags FROM std")
+    con = _clustered(config)
     assert build_golden(con, config) == {"recomputed": 1, "kept": 0}
     cur = con.execute("SELECT * FROM golden")
     return dict(zip([d[0] for d in cur.description], cur.fetchall()[0]))
@@ -41,9 +47,7 @@ def test_most_frequent_takes_the_value_most_members_agree_on(tmp_path):
         {"id": "c", "first_name": "Ann", "last_name": "Lee", "company": "Initech", "updated_at": "2025-06-01"},
     ]}
     config = contacts_config(tmp_path, people, extra_toml='[survivorship.fields]\ncompany = ["most_frequent"]\n')
-    con = standardised(config)
-    con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G1' AS cluster_id, "
-                "NULL::VARCHAR AS flags FROM std")
+    con = _clustered(config)
     build_golden(con, config)
     company, source_record = con.execute("SELECT company, company_record_id FROM golden").fetchall()[0]
     # Two members say Globex, the most recent says Initech: the vote wins; ties go to record id.
@@ -63,9 +67,7 @@ def test_incremental_golden_recomputes_only_changed_clusters_and_equals_a_full_r
         {"id": "d", "first_name": "Di", "last_name": "Xu", "company": "Umbrella", "updated_at": "2025-01-01"},
     ]}
     config = contacts_config(tmp_path, people)
-    con = standardised(config)
-    con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G-' || record_id AS cluster_id, "
-                "NULL::VARCHAR AS flags FROM std")
+    con = _clustered(config, "'G-' || record_id")
     build_golden(con, config)
     # Next night: Bob's record changed (new content hash and company), Cy's record joined Ann's cluster.
     con.execute("UPDATE std SET company = 'Initrode', content_hash = 'changed' WHERE record_id = 'b'")
@@ -85,9 +87,7 @@ def test_incremental_golden_sees_a_flag_change_in_a_two_member_cluster(tmp_path)
         {"id": "b", "first_name": "Ann", "last_name": "Lee", "company": "Initech", "updated_at": "2025-01-02"},
     ]}
     config = contacts_config(tmp_path, people)
-    con = standardised(config)
-    con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G1' AS cluster_id, "
-                "'weak_link' AS flags FROM std")
+    con = _clustered(config, flags="'weak_link'")
     build_golden(con, config)
     # Next night the weak link is confirmed: same members, no flag. (An even number of members is
     # where a per-member digest of the flag would cancel out.)
@@ -98,9 +98,7 @@ def test_incremental_golden_sees_a_flag_change_in_a_two_member_cluster(tmp_path)
 
 def test_incremental_golden_sees_a_new_standardisation_of_unchanged_records(tmp_path):
     config = contacts_config(tmp_path, PEOPLE)
-    con = standardised(config)
-    con.execute("CREATE TABLE cluster_ids AS SELECT rid, source, record_id, 'G1' AS cluster_id, "
-                "NULL::VARCHAR AS flags FROM std")
+    con = _clustered(config)
     build_golden(con, config)
     # A new version of the rules re-standardises std: display values move, record content does not.
     con.execute("UPDATE std SET email = upper(email)")
