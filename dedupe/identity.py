@@ -52,8 +52,7 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int) -> dict[str, int]:
     con.execute(SCHEMA)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE current_members AS
-        SELECT c.cluster_key, c.flags, s.rid, s.source, s.record_id,
-               min(s.source || ':' || s.record_id) OVER (PARTITION BY c.cluster_key) AS anchor
+        SELECT c.cluster_key, c.flags, s.rid, s.source, s.record_id
         FROM clusters c JOIN std s USING (rid)""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE id_overlap AS
@@ -77,8 +76,9 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int) -> dict[str, int]:
     # Clusters no previous id picked need a new id: md5 of the anchor, unless that id was ever issued.
     con.execute("""
         CREATE OR REPLACE TEMP TABLE id_new AS
-        SELECT DISTINCT m.cluster_key, 'G' || substr(md5(m.anchor), 1, 15) AS cluster_id, m.anchor
-        FROM current_members m ANTI JOIN id_kept k USING (cluster_key)""")
+        SELECT cluster_key, 'G' || substr(md5(anchor), 1, 15) AS cluster_id, anchor
+        FROM (SELECT m.cluster_key, min(m.source || ':' || m.record_id) AS anchor  -- only where needed
+              FROM current_members m ANTI JOIN id_kept k USING (cluster_key) GROUP BY m.cluster_key)""")
     collisions = con.execute("""
         SELECT n.cluster_key, n.anchor FROM id_new n SEMI JOIN golden_ids g USING (cluster_id)
         ORDER BY n.cluster_key""").fetchall()
