@@ -273,11 +273,13 @@ def _model(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
            retrain: bool) -> tuple[model.ModelParams, bool]:
     """The stored model if it was trained for these comparisons and settings, else a new one.
 
-    The model is trained once (first night, config change, or ``--retrain``) and then reused, so
-    that a night's scores do not move because the training sample did, and an incremental run
-    and a ``--full`` rebuild score every pair identically.
+    The model is trained once (first night, config change, new standardisation rules, or
+    ``--retrain``) and then reused, so that a night's scores do not move because the training
+    sample did, and an incremental run and a ``--full`` rebuild score every pair identically.
     """
-    signature = compare.signature(comparisons) + "|" + repr(config.model) + "|" + repr(config.cluster.identifiers)
+    # New standardisation rules change what the levels see, so they retrain too.
+    signature = "|".join([compare.signature(comparisons), repr(config.model), repr(config.cluster.identifiers),
+                          state.get_meta(con, "standardise_signature") or ""])
     stored = state.get_meta(con, "model_params")
     if stored and not retrain and state.get_meta(con, "model_signature") == signature:
         return model.ModelParams.from_state(stored), False

@@ -222,3 +222,19 @@ def test_analyst_decisions_win_on_the_next_run_and_are_never_sent_to_the_llm(pro
         f"(('{split_pair[0][0]}', '{split_pair[0][1]}', '{split_pair[1][0]}', '{split_pair[1][1]}'), "
         f" ('{split_pair[1][0]}', '{split_pair[1][1]}', '{split_pair[0][0]}', '{split_pair[0][1]}'))").fetchall()
     assert pairs == [("analyst", "non_match")]
+
+
+def test_new_standardisation_rules_recompute_what_depends_on_them_and_retrain(project, monkeypatch):
+    # In process, so the rules' version can be bumped as an upgrade of dedupe would.
+    import dedupe.standardise as std_module
+    from dedupe.config import load_config
+    from dedupe.pipeline import run as run_pipeline
+
+    config = load_config(project / "demo.toml")
+    quiet = lambda message: None  # noqa: E731
+    run_pipeline(config, log=quiet)
+    assert run_pipeline(config, log=quiet).report["reuse"]["model"] == "reused"
+    monkeypatch.setattr(std_module, "STANDARDISE_VERSION", "next")
+    reuse = run_pipeline(config, log=quiet).report["reuse"]
+    assert reuse["standardise"]["reused"] == 0 and reuse["compare"]["reused"] == 0
+    assert reuse["model"] == "trained"
