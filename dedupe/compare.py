@@ -29,7 +29,7 @@ from duckdb.sqltypes import DOUBLE, VARCHAR
 from rapidfuzz import distance, fuzz, process
 
 from dedupe.config import Config
-from dedupe.state import get_meta, set_meta
+from dedupe.state import get_meta, has_table, set_meta
 
 
 @dataclass(frozen=True)
@@ -337,9 +337,7 @@ def compare_candidates(con: duckdb.DuckDBPyConnection, comparisons: list[Compari
     unchanged, so only pairs touching new or changed records are compared again.
     """
     sig = signature(comparisons)
-    reuse = not full and get_meta(con, "comparisons_signature") == sig and con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'comparisons' "
-        "AND table_schema = 'main'").fetchall()[0][0] > 0
+    reuse = not full and get_meta(con, "comparisons_signature") == sig and has_table(con, "comparisons")
     if not reuse:
         compare(con, comparisons, "candidates", "comparisons", persist=True)
         set_meta(con, "comparisons_signature", sig)

@@ -44,6 +44,8 @@ from typing import Iterable, Sequence
 
 import duckdb
 
+from dedupe.state import has_table
+
 TABLE = "analyst_decisions"
 KINDS = ("must_link", "cannot_link")
 # What each analyst action records. "import" rows carry the kind the CSV names.
@@ -101,11 +103,6 @@ class ImportCounts:
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create ``analyst_decisions`` if it does not exist (needs a read-write connection)."""
     con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({_COLUMNS_SQL})")
-
-
-def _has_table(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
-                            "AND schema_name = 'main'", [TABLE]).fetchall()[0][0])
 
 
 def canonical(a: Key, b: Key) -> Pair:
@@ -189,7 +186,7 @@ _EMPTY_ACTIVE_SQL = ("SELECT NULL::BIGINT AS decision_id, NULL::BIGINT AS action
 
 def active_sql(con: duckdb.DuckDBPyConnection) -> str:
     """SQL text of ``active`` to embed in a larger query (works before any decision exists)."""
-    return _ACTIVE_SQL if _has_table(con) else _EMPTY_ACTIVE_SQL
+    return _ACTIVE_SQL if has_table(con, TABLE) else _EMPTY_ACTIVE_SQL
 
 
 def active(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
@@ -204,7 +201,7 @@ def active(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
 
 def history(con: duckdb.DuckDBPyConnection, keys: Sequence[Key] | None = None) -> list[dict]:
     """Every decision row (undone ones too), newest first; with ``keys``, those touching any of them."""
-    if not _has_table(con):
+    if not has_table(con, TABLE):
         return []
     where, params = "", []
     if keys is not None:
@@ -376,9 +373,7 @@ def _read_csv(path: Path) -> tuple[list[_Row], list[str]]:
 
 def _unknown_records(con: duckdb.DuckDBPyConnection, path: Path, rows: list[_Row]) -> list[str]:
     """One problem per row naming a record the state database does not hold (typos, mostly)."""
-    has_std = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'std' "
-                          "AND schema_name = 'main'").fetchall()[0][0]
-    if not has_std or not rows:
+    if not has_table(con, "std") or not rows:
         return []
     keys = sorted({k for r in rows if r.undone_at is None for k in r.pair})
     if not keys:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import duckdb
 
 from dedupe.config import Config
-from dedupe.state import get_meta, set_meta
+from dedupe.state import get_meta, set_meta, table_columns
 
 # Bump when the way golden values are chosen changes, so stored golden rows are rebuilt.
 GOLDEN_VERSION = 2
@@ -76,7 +76,7 @@ def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tr
         SELECT c.cluster_id, hash(bit_xor(hash({member})), any_value(c.flags), 0) AS members_hash
         FROM cluster_ids c JOIN std s ON s.rid = c.rid GROUP BY c.cluster_id""")
     incremental = (not full and get_meta(con, "golden_signature") == signature
-                   and "members_hash" in _columns(con, "golden"))
+                   and "members_hash" in table_columns(con, "golden"))
     if incremental:
         # Drop the rows whose cluster is gone or changed; what remains is still right.
         con.execute("""DELETE FROM golden WHERE cluster_id NOT IN
@@ -119,7 +119,7 @@ def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tr
             FROM golden_members GROUP BY cluster_id
         )
         SELECT cluster_id, record_count, sources, {', '.join(unpack)}, updated_at, flags, members_hash
-        FROM picked ORDER BY cluster_id"""
+        FROM picked"""  # unordered: rows are edited in place, and every reader sorts
     if incremental:
         con.execute(f"INSERT INTO golden BY NAME {picked}")
     else:
@@ -129,12 +129,6 @@ def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tr
     for t in ("golden_members", "golden_todo", "golden_keys"):
         con.execute(f"DROP TABLE {t}")
     return {"recomputed": recomputed, "kept": kept}
-
-
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND NOT internal "
-        "AND database_name = current_database() AND schema_name = 'main'", [table]).fetchall()}
 
 
 __all__ = ["build_golden", "golden_fields", "GOLDEN_FIELDS"]

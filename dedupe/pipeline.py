@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 import duckdb
 
 from dedupe import blocking, cluster as clustering, compare, decisions, golden, identity, model, state
-from dedupe.config import Config
+from dedupe.config import Config, Thresholds
 from dedupe.ingest import InputError, ingest
 from dedupe.judge import JudgeBudgetError, JudgePending, JudgeReport, may_call_api, run_judge
 from dedupe.judge import dry_run as judge_dry_run
@@ -139,7 +139,7 @@ def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
     return _cap_review_band(con, t)
 
 
-def _cap_review_band(con: duckdb.DuckDBPyConnection, t) -> int:
+def _cap_review_band(con: duckdb.DuckDBPyConnection, t: Thresholds) -> int:
     """Hold the review band to ``review_budget`` pairs per 100 records; return how many were cut.
 
     The band is set by probabilities, but namesakes per name grow with the data, so the band does
@@ -176,8 +176,7 @@ def _review_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""
         CREATE OR REPLACE TABLE review_pairs AS
         SELECT l.source || ':' || l.record_id || '~' || r.source || ':' || r.record_id AS pair_key,
-               p.rid_l, p.rid_r, p.match_probability, l.compare_key AS key_l, r.compare_key AS key_r,
-               {', '.join(cols)}
+               p.rid_l, p.rid_r, p.match_probability, {', '.join(cols)}
         FROM zoned_pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
         ANTI JOIN analyst_pairs a ON a.rid_l = p.rid_l AND a.rid_r = p.rid_r
         WHERE p.decision = 'review'""")

@@ -66,6 +66,18 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(SCHEMA)
 
 
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The columns of a persistent table of the state, in order; [] when there is no such table
+    (a state written before the table, or before a column, existed)."""
+    return [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' "
+        "AND database_name = current_database() ORDER BY column_index", [table]).fetchall()]
+
+
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(table_columns(con, table))
+
+
 def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
     rows = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
     return rows[0][0] if rows else None
@@ -168,9 +180,7 @@ def list_runs(state_path: Path) -> list[dict]:
         return []
     con = duckdb.connect(str(state_path), read_only=True)
     try:
-        ensure_exists = con.execute("SELECT count(*) FROM information_schema.tables "
-                                    "WHERE table_name = 'runs'").fetchall()[0][0]
-        if not ensure_exists:
+        if not has_table(con, "runs"):
             return []
         cur = con.execute("SELECT run_id, started_at, finished_at, status, exit_code, mode, generation, "
                           "config_hash, counts, judge, message FROM runs ORDER BY run_id")

@@ -24,6 +24,11 @@ from .settings import JudgeSettings
 
 MEMO_DDL = """
 CREATE TABLE IF NOT EXISTS judge_plan_memo (
+    input_key VARCHAR, user_text VARCHAR, cache_key VARCHAR, custom_id VARCHAR, request_bytes BIGINT)
+"""
+
+DDL = """
+CREATE TABLE IF NOT EXISTS judge_plan_memo (
     signature VARCHAR, pair_key VARCHAR, key_l VARCHAR, key_r VARCHAR,
     user_text VARCHAR, cache_key VARCHAR, custom_id VARCHAR, request_bytes BIGINT)
 """
@@ -67,65 +72,47 @@ class PlanSummary:
 def build_plan(con: duckdb.DuckDBPyConnection, review_table: str, settings: JudgeSettings) -> PlanSummary:
     """Serialise every review pair and store the plan in TEMP table judge_plan.
 
-    When the review table carries ``key_l``/``key_r`` (each record's content key), serialised
-    pairs are remembered in ``judge_plan_memo`` and a later run serialises only pairs it has not
-    seen with those keys: on a nightly run, the few that are new or changed.
+    A pair's text, ids and size depend only on the values it sends and the settings, so they are
+    remembered in ``judge_plan_memo`` under a digest of both (``input_key``): a nightly run
+    serialises only the review pairs whose sent values it has not seen, and the memo keeps only
+    tonight's inputs.
     """
-    cols = ", ".join(f'"l_{f}", "r_{f}"' for f in settings.fields)
-    review_columns = {r[0] for r in con.execute(f"DESCRIBE {review_table}").fetchall()}
-    keyed = {"key_l", "key_r"} <= review_columns
     ids = prompt.RequestIds(settings)
-    signature = ids.plan_signature()
-    if keyed:
-        con.execute(MEMO_DDL)
-        source = (f"(SELECT r.* FROM {review_table} r ANTI JOIN judge_plan_memo m "
-                  f"ON m.signature = '{signature}' AND m.pair_key = r.pair_key "
-                  f"AND m.key_l = r.key_l AND m.key_r = r.key_r) AS unseen")
-        key_cols = ", key_l, key_r"
-    else:
-        source, key_cols = review_table, ""
-    cur = con.cursor()  # own cursor: never leave a half-read result on `con`
-    cur.execute(f'SELECT pair_key{key_cols}, {cols} FROM {source} ORDER BY pair_key')
-    first = 3 if keyed else 1
-    columns: dict[str, list] = {n: [] for n in ("pair_key", "key_l", "key_r", "user_text", "cache_key",
-                                                 "custom_id", "request_bytes")}
-    while rows := cur.fetchmany(10_000):
-        for row in rows:
-            left = {f: row[first + 2 * i] for i, f in enumerate(settings.fields)}
-            right = {f: row[first + 1 + 2 * i] for i, f in enumerate(settings.fields)}
-            text = prompt.serialise_pair(left, right, settings.fields)
-            columns["pair_key"].append(row[0])
-            if keyed:
-                columns["key_l"].append(row[1])
-                columns["key_r"].append(row[2])
-            columns["user_text"].append(text)
-            columns["cache_key"].append(ids.cache_key(text))
-            columns["custom_id"].append(ids.custom_id(text))
-            columns["request_bytes"].append(ids.request_bytes(text))
-    cur.close()
-    if not keyed:
-        del columns["key_l"], columns["key_r"]
+    cols = ", ".join(f'"l_{f}", "r_{f}"' for f in settings.fields)
+    sent = ", ".join(f'coalesce("{side}_{f}", chr(0))' for f in settings.fields for side in "lr")
+    con.execute(MEMO_DDL)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE judge_inputs AS
+        SELECT pair_key, md5(concat_ws(chr(31), '{ids.plan_signature()}', {sent})) AS input_key, {cols}
+        FROM {review_table}""")
+    # Read whole (every text is held for the Arrow hand-over anyway): no half-read result on `con`.
+    unseen = con.execute(f"""SELECT DISTINCT ON (input_key) input_key, {cols}
+                             FROM judge_inputs ANTI JOIN judge_plan_memo USING (input_key)
+                             ORDER BY input_key""").fetchall()
+    columns: dict[str, list] = {n: [] for n in ("input_key", "user_text", "cache_key", "custom_id", "request_bytes")}
+    for row in unseen:
+        left = {f: row[1 + 2 * i] for i, f in enumerate(settings.fields)}
+        right = {f: row[2 + 2 * i] for i, f in enumerate(settings.fields)}
+        text = prompt.serialise_pair(left, right, settings.fields)
+        columns["input_key"].append(row[0])
+        columns["user_text"].append(text)
+        columns["cache_key"].append(ids.cache_key(text))
+        columns["custom_id"].append(ids.custom_id(text))
+        columns["request_bytes"].append(ids.request_bytes(text))
     types = {"request_bytes": pa.int64()}
-    fresh = pa.table({n: pa.array(v, types.get(n, pa.string())) for n, v in columns.items()})
-    con.register("judge_plan_arrow", fresh)
+    con.register("judge_plan_arrow", pa.table({n: pa.array(v, types.get(n, pa.string())) for n, v in columns.items()}))
     try:
-        if keyed:
-            con.execute(f"INSERT INTO judge_plan_memo SELECT '{signature}', * FROM judge_plan_arrow")
-            # Forget what is no longer asked, so the memo stays the size of one night's band.
-            con.execute(f"""
-                DELETE FROM judge_plan_memo m WHERE m.signature <> '{signature}' OR NOT EXISTS (
-                    SELECT 1 FROM {review_table} r WHERE r.pair_key = m.pair_key
-                       AND r.key_l = m.key_l AND r.key_r = m.key_r)""")
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE judge_plan AS
-                SELECT m.pair_key, m.user_text, m.cache_key, m.custom_id, m.request_bytes
-                FROM judge_plan_memo m SEMI JOIN {review_table} r
-                  ON r.pair_key = m.pair_key AND r.key_l = m.key_l AND r.key_r = m.key_r
-                ORDER BY m.pair_key""")
-        else:
-            con.execute("CREATE OR REPLACE TEMP TABLE judge_plan AS SELECT * FROM judge_plan_arrow")
+        con.execute("INSERT INTO judge_plan_memo SELECT * FROM judge_plan_arrow")
     finally:
         con.unregister("judge_plan_arrow")
+    # Forget inputs no longer asked (and those of other settings): the memo stays one night's band.
+    con.execute("DELETE FROM judge_plan_memo WHERE input_key NOT IN (SELECT input_key FROM judge_inputs)")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE judge_plan AS
+        SELECT i.pair_key, m.user_text, m.cache_key, m.custom_id, m.request_bytes
+        FROM judge_inputs i JOIN judge_plan_memo m USING (input_key)
+        ORDER BY i.pair_key""")
+    con.execute("DROP TABLE judge_inputs")
     pairs, hits = con.execute(
         "SELECT count(*), count(c.cache_key) FROM judge_plan p LEFT JOIN judge_cache c USING (cache_key)"
     ).fetchall()[0]

@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from dedupe.config import Config
-from dedupe.state import get_meta, set_meta
+from dedupe.state import get_meta, set_meta, table_columns
 from dedupe.standardise import companies, emails, names, phones, places
 
 # Region used to read a phone number when the record has no (recognisable) country.
@@ -191,11 +191,6 @@ def _signature(config: Config) -> str:
     return hashlib.sha256(f"{STANDARDISE_VERSION}|{DEFAULT_PHONE_REGION}|{extras}".encode()).hexdigest()[:16]
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
-                            "AND table_schema = 'main'", [name]).fetchall()[0][0])
-
-
 def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = True,
                 progress: Callable[[str], None] | None = None) -> dict[str, int]:
     """Build the ``std`` table from ``records``; return {"standardised": n, "reused": n}.
@@ -205,9 +200,8 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
     shared-contact flags depend on all records and are always recomputed.
     """
     signature = _signature(config)
-    reuse = (not full and _has_table(con, "std") and
-             get_meta(con, "standardise_signature") == signature and
-             "content_hash" in {r[0] for r in con.execute("DESCRIBE std").fetchall()})
+    reuse = (not full and get_meta(con, "standardise_signature") == signature
+             and "content_hash" in table_columns(con, "std"))
     if reuse:
         con.execute("""CREATE OR REPLACE TEMP TABLE changed_records AS
                        SELECT r.* FROM records r ANTI JOIN std s ON s.rid = r.rid AND s.content_hash = r.content_hash""")
