@@ -52,6 +52,10 @@ def run(
                               "unchanged records and pairs already have (same results, slower)."),
     retrain: bool = typer.Option(False, "--retrain", help="Fit the model again instead of reusing the "
                                  "stored one (scores move; golden ids stay stable)."),
+    allow_deletions: bool = typer.Option(False, "--allow-deletions", help="Accept a source that lost "
+                                         "more than [project] max_deleted_share of the records the last "
+                                         "run published (refused by default: a truncated export would "
+                                         "retire their golden ids)."),
 ) -> None:
     """Run the whole pipeline and write clusters, golden records, pairs and a run report.
 
@@ -64,7 +68,7 @@ def run(
 
     cfg = _load(config, output_dir)
     try:
-        result = run_pipeline(cfg, full=full, retrain=retrain)
+        result = run_pipeline(cfg, full=full, retrain=retrain, allow_deletions=allow_deletions)
     except InputError as e:
         _fail(str(e), EXIT_BAD_INPUT)
     except JudgeBudgetError as e:

@@ -125,6 +125,10 @@ class BlockingSettings:
     max_block_size: int = 30
 
 
+# Nightly churn is a few percent at most; a larger loss is far more often a broken export than a purge.
+DEFAULT_MAX_DELETED_SHARE = 0.1
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -142,6 +146,9 @@ class Config:
     memory_limit: str | None = None
     temp_directory: Path | None = None
     threads: int | None = None
+    # A source missing more than this share of the records the last run published is refused
+    # (see ingest): a truncated export must not retire golden ids that downstream keys on.
+    max_deleted_share: float = DEFAULT_MAX_DELETED_SHARE
 
     @property
     def record_fields(self) -> tuple[str, ...]:
@@ -478,7 +485,7 @@ def load_config(path: str | Path, output_dir: str | Path | None = None) -> Confi
                          "cluster", "survivorship", "judge", "engine"), "")
 
     project = c.typed(raw, "project", dict, "", default={}, required=True) or {}
-    c.unknown_keys(project, ("name", "output_dir", "state"), "project")
+    c.unknown_keys(project, ("name", "output_dir", "state", "max_deleted_share"), "project")
     name = c.typed(project, "name", str, "project", default=path.stem)
     out_s = c.typed(project, "output_dir", str, "project", default=f"out/{path.stem}")
     state_s = c.typed(project, "state", str, "project", default=None)
@@ -519,6 +526,8 @@ def load_config(path: str | Path, output_dir: str | Path | None = None) -> Confi
         memory_limit=c.typed(engine, "memory_limit", str, "engine"),
         temp_directory=_resolve(base, temp_dir) if temp_dir else None,
         threads=c.typed(engine, "threads", int, "engine"),
+        max_deleted_share=_parse_probability(c, project, "max_deleted_share", "project",
+                                             DEFAULT_MAX_DELETED_SHARE),
     )
     if c.problems:
         raise ConfigError(path, c.problems)

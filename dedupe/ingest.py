@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from dedupe.config import RECORD_FIELDS, Config, Source
-from dedupe.state import ensure_schema
+from dedupe.state import ensure_schema, has_table
 
 # Formats tried, in order, when a source gives no date_format. ISO first: it is unambiguous.
 TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%fZ",
@@ -227,8 +227,38 @@ def _parse_expr(value: str, formats: tuple[str, ...], cast: str) -> str:
     return f"CAST(try_strptime({value}, {fmt_list}) AS {cast})"
 
 
-def ingest(con: duckdb.DuckDBPyConnection, config: Config) -> IngestReport:
-    """Read every source into the ``records`` table; raise InputError on bad input."""
+# Below this many missing records the deletion guard stays quiet: a few deletions are nightly
+# routine whatever share of a small source they are.
+MIN_DELETIONS_GUARDED = 10
+
+
+def _check_deletions(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    """Refuse a source that lost more than ``max_deleted_share`` of the records the last run published.
+
+    A truncated or half-written export looks exactly like a mass deletion: the run would retire
+    the golden ids of every missing person, and since ids are never reused, the next night's full
+    export would give them new ones, breaking every downstream key. So it is an input error unless
+    the operator says the deletions are real (``dedupe run --allow-deletions``)."""
+    if not has_table(con, "golden_membership"):
+        return
+    rows = con.execute("""
+        SELECT m.source, count(*) AS published, count(*) FILTER (WHERE r.record_id IS NULL) AS missing
+        FROM golden_membership m
+        LEFT JOIN raw_records r USING (source, record_id)
+        GROUP BY m.source""").fetchall()
+    paths = {s.name: s.path for s in config.sources}
+    for source, published, missing in sorted(rows):
+        if source in paths and missing >= MIN_DELETIONS_GUARDED and missing > config.max_deleted_share * published:
+            raise InputError(
+                f"{paths[source]}: {missing:,} of the {published:,} records the last run published are "
+                f"missing ({missing / published:.0%}, more than [project] max_deleted_share = "
+                f"{config.max_deleted_share:g}); a truncated export would retire their golden ids. "
+                f"If the records were really deleted, rerun with --allow-deletions")
+
+
+def ingest(con: duckdb.DuckDBPyConnection, config: Config, allow_deletions: bool = False) -> IngestReport:
+    """Read every source into the ``records`` table; raise InputError on bad input (and, unless
+    ``allow_deletions``, on a source missing too many of the records the last run published)."""
     report = IngestReport()
     fields = ("full_name",) + config.record_fields
     selects = []
@@ -244,6 +274,8 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config) -> IngestReport:
         selects.append(f"SELECT {', '.join(exprs)} FROM {view}")
 
     con.execute(f"CREATE OR REPLACE TEMP TABLE raw_records AS {' UNION ALL '.join(selects)}")
+    if not allow_deletions:
+        _check_deletions(con, config)
 
     ts_formats = {i: ((s.date_format,) if s.date_format else TIMESTAMP_FORMATS)
                   for i, s in enumerate(config.sources)}

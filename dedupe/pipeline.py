@@ -289,11 +289,12 @@ def _model(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
 
 
 def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
-                  log: Callable[[str], None], full: bool = True, retrain: bool = False) -> _Scored:
+                  log: Callable[[str], None], full: bool = True, retrain: bool = False,
+                  allow_deletions: bool = False) -> _Scored:
     """ingest -> standardise -> block -> compare -> model -> score -> zones, and the review table."""
     reuse: dict = {}
     with timer.stage("ingest"):
-        ingest_report = ingest(con, config)
+        ingest_report = ingest(con, config, allow_deletions=allow_deletions)
     with timer.stage("standardise"):
         reuse["standardise"] = standardise(con, config, full=full,
                                            progress=lambda step: log(f"standardise: {step}"))
@@ -324,7 +325,8 @@ def dry_run_judge(config: Config, out_path: Path, log: Callable[[str], None] = d
         con = connect(config)
         try:
             state.ensure_schema(con)
-            _score_stages(con, config, _Timer(log), log, full=False)
+            # Nothing is published and no golden id retired, so the deletion guard has nothing to protect.
+            _score_stages(con, config, _Timer(log), log, full=False, allow_deletions=True)
             out_path.parent.mkdir(parents=True, exist_ok=True)
             return judge_dry_run(con, "review_pairs", config.judge, out_path).as_dict()
         finally:
@@ -339,7 +341,7 @@ def _import_in_background(module: str) -> None:
 
 
 def run(config: Config, log: Callable[[str], None] = default_log, full: bool = False,
-        retrain: bool = False) -> RunResult:
+        retrain: bool = False, allow_deletions: bool = False) -> RunResult:
     """Run the pipeline and publish outputs; one run at a time per state DB.
 
     Incremental by default: unchanged records keep their standardised rows and unchanged pairs
@@ -357,7 +359,7 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
         run_id = state.begin_run(con, "full" if full else "incremental", config.fingerprint(),
                                  state.input_fingerprints([s.path for s in config.sources]))
         try:
-            result = _run(con, config, log, run_id, full, retrain)
+            result = _run(con, config, log, run_id, full, retrain, allow_deletions)
         except InputError as e:
             state.finish_run(con, run_id, "failed", 2, message=str(e))
             raise
@@ -376,12 +378,13 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
 
 
 def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], None], run_id: int,
-         full: bool, retrain: bool) -> RunResult:
+         full: bool, retrain: bool, allow_deletions: bool) -> RunResult:
     started = datetime.now(timezone.utc)
     timer = _Timer(log)
     remove_stale_staging(config.output_dir)
     generation = state.last_generation(con) + 1
-    scored = _score_stages(con, config, timer, log, full=full, retrain=retrain)
+    scored = _score_stages(con, config, timer, log, full=full, retrain=retrain,
+                           allow_deletions=allow_deletions)
     ingest_report, block_report = scored.ingest, scored.blocking
     comparisons, params = scored.comparisons, scored.params
     zones_before = dict(con.execute("SELECT decision, count(*) FROM zoned_pairs GROUP BY 1").fetchall())

@@ -205,6 +205,15 @@ def test_threshold_order_and_wrong_types(tmp_path, write_config):
     assert any(p.startswith("cluster.identifiers: ") for p in found)  # reported, not a crash
 
 
+def test_the_deletion_guard_defaults_to_a_tenth_and_takes_a_share(tmp_path, write_config):
+    source = [{"name": "crm", "path": "crm.csv", "id": "id", "columns": {"email": "e"}}]
+    assert load_config(write_config(tmp_path, source)).max_deleted_share == 0.1
+    assert load_config(write_config(tmp_path, source, project={"name": "p", "max_deleted_share": 1})
+                       ).max_deleted_share == 1.0
+    conf = write_config(tmp_path, source, project={"name": "p", "max_deleted_share": 1.5})
+    assert problems(conf) == ["project.max_deleted_share: 1.5 is not a probability between 0 and 1"]
+
+
 def test_invalid_toml_and_missing_config_are_one_line_each(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[project]\nname = "x\n', encoding="utf-8")

@@ -238,3 +238,35 @@ def test_new_standardisation_rules_recompute_what_depends_on_them_and_retrain(pr
     reuse = run_pipeline(config, log=quiet).report["reuse"]
     assert reuse["standardise"]["reused"] == 0 and reuse["compare"]["reused"] == 0
     assert reuse["model"] == "trained"
+
+
+def test_a_truncated_export_is_refused_until_the_operator_allows_the_deletions(project):
+    run(project)
+    before = {name: (project / "out" / name).read_bytes() for name in OUTPUTS}
+    full_export = (project / "crm.csv").read_text(encoding="utf-8")
+    lines = full_export.splitlines(keepends=True)
+    kept = lines[: 1 + (len(lines) - 1) * 6 // 10]  # the header and 60% of the rows: a broken export
+    (project / "crm.csv").write_text("".join(kept), encoding="utf-8")
+    missing = len(lines) - len(kept)
+
+    refused = dedupe(project, "run", str(project / "demo.toml"))
+    assert refused.returncode == 2
+    problem = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert len(problem) == 1 and "Traceback" not in refused.stderr
+    assert "crm.csv" in problem[0] and f"{missing:,} of the {len(lines) - 1:,} records" in problem[0]
+    assert "max_deleted_share" in problem[0] and "--allow-deletions" in problem[0]
+    assert {name: (project / "out" / name).read_bytes() for name in OUTPUTS} == before
+    runs = json.loads(dedupe(project, "runs", str(project / "demo.toml"), "--json").stdout)
+    assert [(r["status"], r["exit_code"]) for r in runs] == [("ok", 0), ("failed", 2)]
+
+    # The full export is back the next night: nothing was retired, nobody gets a new id.
+    (project / "crm.csv").write_text(full_export, encoding="utf-8")
+    run(project)
+    assert {name: (project / "out" / name).read_bytes() for name in ("clusters.csv", "id_history.csv")} == \
+        {name: before[name] for name in ("clusters.csv", "id_history.csv")}
+
+    # Deletions the operator confirms go through, and the ids of people who left are retired.
+    (project / "crm.csv").write_text("".join(kept), encoding="utf-8")
+    report = run(project, "--allow-deletions")
+    assert report["records"]["crm"] == len(kept) - 1
+    assert any(h["event"] == "retired" for h in history(project))
