@@ -356,10 +356,14 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
             _import_in_background("anthropic")
         con = connect(config)
         state.ensure_schema(con)
-        run_id = state.begin_run(con, "full" if full else "incremental", config.fingerprint(),
-                                 state.input_fingerprints([s.path for s in config.sources]))
+        inputs = state.input_fingerprints([s.path for s in config.sources])
+        unchanged = state.unchanged_inputs(con, inputs)
+        for path, previous_run in unchanged.items():
+            log(f"warning: {path} has the same size and modification time as at run {previous_run}: "
+                f"has its export been refreshed?")
+        run_id = state.begin_run(con, "full" if full else "incremental", config.fingerprint(), inputs)
         try:
-            result = _run(con, config, log, run_id, full, retrain, allow_deletions)
+            result = _run(con, config, log, run_id, full, retrain, allow_deletions, sorted(unchanged))
         except InputError as e:
             state.finish_run(con, run_id, "failed", 2, message=str(e))
             raise
@@ -378,7 +382,7 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
 
 
 def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], None], run_id: int,
-         full: bool, retrain: bool, allow_deletions: bool) -> RunResult:
+         full: bool, retrain: bool, allow_deletions: bool, unchanged_inputs: list[str]) -> RunResult:
     started = datetime.now(timezone.utc)
     timer = _Timer(log)
     remove_stale_staging(config.output_dir)
@@ -413,6 +417,7 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
         "started_at": started.isoformat(timespec="seconds"),
         "records": ingest_report.records,
         "records_total": records_total,
+        "unchanged_inputs": unchanged_inputs,
         "unparsed_values": ingest_report.unparsed,
         "reuse": scored.reuse,
         "blocking": {

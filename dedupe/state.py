@@ -203,5 +203,15 @@ def input_fingerprints(paths: list[Path]) -> dict:
     return out
 
 
+def unchanged_inputs(con: duckdb.DuckDBPyConnection, inputs: dict) -> dict[str, int]:
+    """Input files whose size and modification time equal those of the last successful run, with
+    that run's id. On a nightly schedule this usually means the upstream export did not refresh."""
+    rows = con.execute("SELECT run_id, inputs FROM runs WHERE status = 'ok' ORDER BY run_id DESC LIMIT 1").fetchall()
+    if not rows or not rows[0][1]:
+        return {}
+    run_id, previous = rows[0][0], json.loads(rows[0][1])
+    return {path: run_id for path, fp in inputs.items() if fp is not None and previous.get(path) == fp}
+
+
 __all__ = ["ensure_schema", "RunLock", "StateLockedError", "begin_run", "finish_run", "list_runs",
-           "last_generation", "get_meta", "set_meta", "input_fingerprints"]
+           "last_generation", "get_meta", "set_meta", "input_fingerprints", "unchanged_inputs"]

@@ -89,6 +89,16 @@ def test_ids_stay_stable_when_nothing_changes_and_the_second_night_reuses_work(p
     assert [h for h in history(project) if h["generation"] == str(second["generation"])] == []
     runs = dedupe(project, "runs", str(project / "demo.toml"))
     assert runs.returncode == 0 and runs.stdout.count(" ok ") == 2
+    # Inputs identical to the last run's are reported: on a schedule, an export that did not refresh.
+    assert first["unchanged_inputs"] == []
+    assert second["unchanged_inputs"] == sorted(str(project / f) for f in ("crm.csv", "partner.csv"))
+    edit_crm(project, crm_row(project, "C000001")["Contact ID"], **{"Job Title": "Night Three"})
+    done = dedupe(project, "run", str(project / "demo.toml"))
+    assert done.returncode == 0
+    assert json.loads((project / "out" / "run_report.json").read_text())["unchanged_inputs"] == \
+        [str(project / "partner.csv")]
+    assert f"warning: {project / 'partner.csv'} has the same size and modification time" in done.stderr
+    assert "crm.csv has the same size" not in done.stderr
 
 
 def test_merge_keeps_the_larger_clusters_id_and_split_keeps_the_majoritys(project):
