@@ -55,6 +55,9 @@ def connected_components(con: duckdb.DuckDBPyConnection, edges: str, out_table: 
         SELECT a AS src, b AS dst FROM ({edges}) WHERE a <> b
         UNION SELECT b, a FROM ({edges}) WHERE a <> b""")
     con.execute("CREATE OR REPLACE TEMP TABLE _cc_labels AS SELECT DISTINCT src AS node, src AS label FROM _cc_edges")
+    # A label never grows, so the sum of labels stays the same exactly when no label changed: one
+    # scan of the new labels instead of a join with the old ones.
+    label_sum = con.execute("SELECT sum(label) FROM _cc_labels").fetchall()[0][0]
     passes = 0
     while True:
         passes += 1
@@ -71,12 +74,10 @@ def connected_components(con: duckdb.DuckDBPyConnection, edges: str, out_table: 
             )
             SELECT m.node, least(m.label, coalesce(j.label, m.label)) AS label
             FROM merged m LEFT JOIN merged j ON j.node = m.label""")
-        changed = con.execute("""
-            SELECT count(*) FROM _cc_next n JOIN _cc_labels l USING (node)
-            WHERE n.label <> l.label""").fetchall()[0][0]
+        previous_sum, label_sum = label_sum, con.execute("SELECT sum(label) FROM _cc_next").fetchall()[0][0]
         con.execute("DROP TABLE _cc_labels")
         con.execute("ALTER TABLE _cc_next RENAME TO _cc_labels")
-        if changed == 0:
+        if label_sum == previous_sum:
             break
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {out_table} AS
                     SELECT n.node, coalesce(l.label, n.node) AS label

@@ -273,7 +273,8 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, allow_deletions: bool
             exprs.append(f"{_field_expr(source, fname)} AS {fname}")
         selects.append(f"SELECT {', '.join(exprs)} FROM {view}")
 
-    con.execute(f"CREATE OR REPLACE TEMP TABLE raw_records AS {' UNION ALL '.join(selects)}")
+    # A view: the deletion guard and the registry read only the keys, the typed table reads it once.
+    con.execute(f"CREATE OR REPLACE TEMP VIEW raw_records AS {' UNION ALL '.join(selects)}")
     if not allow_deletions:
         _check_deletions(con, config)
 
@@ -324,7 +325,7 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, allow_deletions: bool
     counts = dict(con.execute("SELECT source, count(*) FROM records GROUP BY source").fetchall())
     report.records = {source.name: counts.get(source.name, 0) for source in config.sources}
     con.execute("DROP TABLE typed_records")
-    con.execute("DROP TABLE raw_records")
+    con.execute("DROP VIEW raw_records")
     for i in range(len(config.sources)):
         con.execute(f"DROP TABLE src_{i}")
     return report
