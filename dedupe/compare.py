@@ -29,7 +29,7 @@ from duckdb.sqltypes import DOUBLE, VARCHAR
 from rapidfuzz import distance, fuzz, process
 
 from dedupe.config import Config
-from dedupe.state import get_meta, has_table, set_meta
+from dedupe.state import column_type, get_meta, set_meta
 
 
 @dataclass(frozen=True)
@@ -337,7 +337,9 @@ def compare_candidates(con: duckdb.DuckDBPyConnection, comparisons: list[Compari
     unchanged, so only pairs touching new or changed records are compared again.
     """
     sig = signature(comparisons)
-    reuse = not full and get_meta(con, "comparisons_signature") == sig and has_table(con, "comparisons")
+    # Keys of a state from before compare keys were integers never match: rebuild once.
+    reuse = (not full and get_meta(con, "comparisons_signature") == sig
+             and column_type(con, "comparisons", "key_l") == "UBIGINT")
     if not reuse:
         compare(con, comparisons, "candidates", "comparisons", persist=True)
         set_meta(con, "comparisons_signature", sig)

@@ -74,6 +74,14 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
         "AND database_name = current_database() ORDER BY column_index", [table]).fetchall()]
 
 
+def column_type(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str | None:
+    """The SQL type of a column of a persistent table of the state, or None when it does not exist."""
+    rows = con.execute(
+        "SELECT data_type FROM duckdb_columns() WHERE table_name = ? AND column_name = ? "
+        "AND schema_name = 'main' AND database_name = current_database()", [table, column]).fetchall()
+    return rows[0][0] if rows else None
+
+
 def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(table_columns(con, table))
 
@@ -213,5 +221,5 @@ def unchanged_inputs(con: duckdb.DuckDBPyConnection, inputs: dict) -> dict[str, 
     return {path: run_id for path, fp in inputs.items() if fp is not None and previous.get(path) == fp}
 
 
-__all__ = ["ensure_schema", "RunLock", "StateLockedError", "begin_run", "finish_run", "list_runs",
+__all__ = ["column_type", "ensure_schema", "RunLock", "StateLockedError", "begin_run", "finish_run", "list_runs",
            "last_generation", "get_meta", "set_meta", "input_fingerprints", "unchanged_inputs"]

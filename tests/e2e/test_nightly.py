@@ -280,3 +280,23 @@ def test_a_truncated_export_is_refused_until_the_operator_allows_the_deletions(p
     report = run(project, "--allow-deletions")
     assert report["records"]["crm"] == len(kept) - 1
     assert any(h["event"] == "retired" for h in history(project))
+
+
+def test_a_state_with_text_compare_keys_is_rebuilt_once_and_keeps_its_model(project):
+    # States written before compare keys became integers hold them as md5 text: the first run of
+    # the new code re-standardises and re-compares everything once, keeps the model, and gives the
+    # same clusters; the run after that reuses everything again.
+    run(project)
+    before = clusters(project)
+    con = duckdb.connect(str(project / "out" / "state.duckdb"))
+    con.execute("ALTER TABLE std ALTER compare_key SET DATA TYPE VARCHAR")
+    con.execute("ALTER TABLE comparisons ALTER key_l SET DATA TYPE VARCHAR")
+    con.execute("ALTER TABLE comparisons ALTER key_r SET DATA TYPE VARCHAR")
+    con.close()
+    upgraded = run(project)
+    assert upgraded["reuse"]["standardise"]["reused"] == 0
+    assert upgraded["reuse"]["compare"]["reused"] == 0
+    assert upgraded["reuse"]["model"] == "reused"
+    assert clusters(project) == before
+    after = run(project)
+    assert after["reuse"]["standardise"]["standardised"] == 0 and after["reuse"]["compare"]["compared"] == 0
