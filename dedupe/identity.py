@@ -56,14 +56,18 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int) -> dict[str, int]:
         FROM clusters c JOIN std s USING (rid)""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE id_overlap AS
-        SELECT m.cluster_key, p.cluster_id, count(*) AS n
+        WITH sizes AS (SELECT cluster_key, count(*) AS size FROM current_members GROUP BY 1)
+        SELECT m.cluster_key, p.cluster_id, count(*) AS n, any_value(s.size) AS cluster_size
         FROM current_members m JOIN golden_membership p USING (source, record_id)
-        GROUP BY ALL""")
-    # Each previous id picks the new cluster with most of its members.
+        JOIN sizes s USING (cluster_key)
+        GROUP BY m.cluster_key, p.cluster_id""")
+    # Each previous id picks the new cluster with most of its members; on a tie, the smaller one
+    # (where its members weigh more: in {a1, b1, b2} + {a2}, a's id goes with a2, not to b's people).
     con.execute("""
         CREATE OR REPLACE TEMP TABLE id_claims AS
         WITH picks AS (
-            SELECT cluster_id, arg_max(cluster_key, struct_pack(n := n, k := -cluster_key)) AS cluster_key
+            SELECT cluster_id,
+                   arg_max(cluster_key, struct_pack(n := n, s := -cluster_size, k := -cluster_key)) AS cluster_key
             FROM id_overlap GROUP BY cluster_id
         ), previous AS (SELECT cluster_id, count(*) AS size FROM golden_membership GROUP BY 1)
         SELECT p.cluster_key, p.cluster_id, v.size, coalesce(g.created_generation, 0) AS created

@@ -1,0 +1,58 @@
+"""Golden-id assignment over successive clusterings, driven directly (no pipeline around it)."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from dedupe import identity
+
+
+@pytest.fixture
+def nights():
+    """nights(clusters) publishes one night's clusters (lists of record numbers) and returns
+    ({frozenset(records): cluster_id}, [(cluster_id, event, other_id), ...])."""
+    con = duckdb.connect()
+    generation = 0
+
+    def publish(clusters: list[list[int]]):
+        nonlocal generation
+        generation += 1
+        rows = [(rid, min(c)) for c in clusters for rid in c]
+        con.execute("CREATE OR REPLACE TABLE std (rid BIGINT, source VARCHAR, record_id VARCHAR)")
+        con.executemany("INSERT INTO std VALUES (?, 'crm', ?)", [(r, f"r{r}") for r, _ in rows])
+        con.execute("CREATE OR REPLACE TEMP TABLE clusters (rid BIGINT, cluster_key BIGINT, flags VARCHAR)")
+        con.executemany("INSERT INTO clusters VALUES (?, ?, NULL)", rows)
+        identity.assign(con, generation)
+        ids = con.execute("SELECT list(rid ORDER BY rid), cluster_id FROM cluster_ids GROUP BY cluster_id").fetchall()
+        events = con.execute("SELECT cluster_id, event, other_id FROM id_events ORDER BY ALL").fetchall()
+        identity.commit(con, generation)
+        return {frozenset(members): cid for members, cid in ids}, events
+
+    return publish
+
+
+def test_a_record_moving_between_two_equal_clusters_leaves_both_ids_with_their_people(nights):
+    first, _ = nights([[1, 2], [3, 4]])
+    a, b = first[frozenset({1, 2})], first[frozenset({3, 4})]
+    # Record 1 turns out to be b's person. a's id ties between {2} and {1, 3, 4}: it stays with 2.
+    second, events = nights([[1, 3, 4], [2]])
+    assert second == {frozenset({1, 3, 4}): b, frozenset({2}): a}
+    assert events == []
+
+
+def test_a_split_into_equal_halves_keeps_the_id_on_one_and_logs_the_other(nights):
+    first, _ = nights([[1, 2]])
+    a = first[frozenset({1, 2})]
+    second, events = nights([[1], [2]])
+    assert second[frozenset({1})] == a
+    new = second[frozenset({2})]
+    assert new != a and sorted(events) == [(new, "created", None), (new, "split_from", a)]
+
+
+def test_a_merge_keeps_the_larger_previous_clusters_id(nights):
+    first, _ = nights([[1, 2], [3, 4, 5]])
+    a, b = first[frozenset({1, 2})], first[frozenset({3, 4, 5})]
+    second, events = nights([[1, 2, 3, 4, 5]])
+    assert second == {frozenset({1, 2, 3, 4, 5}): b}
+    assert events == [(a, "merged_into", b)]
