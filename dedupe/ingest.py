@@ -248,6 +248,12 @@ def _check_deletions(con: duckdb.DuckDBPyConnection, config: Config) -> None:
         GROUP BY m.source""").fetchall()
     paths = {s.name: s.path for s in config.sources}
     for source, published, missing in sorted(rows):
+        if source not in paths and published >= MIN_DELETIONS_GUARDED:
+            # A renamed or dropped [[sources]] entry deletes every record it had published.
+            raise InputError(
+                f"{config.path}: source '{source}' is no longer configured; the {published:,} records the "
+                f"last run published from it would lose their golden ids. If that is intended, rerun "
+                f"with --allow-deletions")
         if source in paths and missing >= MIN_DELETIONS_GUARDED and missing > config.max_deleted_share * published:
             raise InputError(
                 f"{paths[source]}: {missing:,} of the {published:,} records the last run published are "

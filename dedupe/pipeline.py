@@ -17,7 +17,9 @@ clustering treats such links as weak (see ``cluster``).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
 import signal
 import threading
@@ -340,6 +342,22 @@ def _import_in_background(module: str) -> None:
     threading.Thread(target=importlib.import_module, args=(module,), name=f"import-{module}", daemon=True).start()
 
 
+def _deletions_allowed(con: duckdb.DuckDBPyConnection, inputs: dict, allowed_now: bool,
+                       log: Callable[[str], None]) -> bool:
+    """``--allow-deletions`` holds until a run publishes: a run that waits on the judge (exit 75)
+    is resumed by a plain scheduled run, which must not then refuse the deletions it allowed.
+    The allowance is tied to the input files as they were (size and modification time): a new
+    export is checked afresh."""
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    if allowed_now:
+        state.set_meta(con, "deletions_allowed_for_inputs", key)
+        return True
+    if state.get_meta(con, "deletions_allowed_for_inputs") == key:
+        log("deletions allowed by an earlier run on these same input files (--allow-deletions)")
+        return True
+    return False
+
+
 def run(config: Config, log: Callable[[str], None] = default_log, full: bool = False,
         retrain: bool = False, allow_deletions: bool = False) -> RunResult:
     """Run the pipeline and publish outputs; one run at a time per state DB.
@@ -362,6 +380,7 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
             log(f"warning: {path} has the same size and modification time as at run {previous_run}: "
                 f"has its export been refreshed?")
         run_id = state.begin_run(con, "full" if full else "incremental", config.fingerprint(), inputs)
+        allow_deletions = _deletions_allowed(con, inputs, allow_deletions, log)
         try:
             result = _run(con, config, log, run_id, full, retrain, allow_deletions, sorted(unchanged))
         except InputError as e:
@@ -469,6 +488,7 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
     # leaves the registry as it was, and the rerun publishes the same generation again.
     con.execute("BEGIN TRANSACTION")
     identity.commit(con, generation)
+    state.set_meta(con, "deletions_allowed_for_inputs", "")  # published: the allowance is used up
     state.finish_run(con, run_id, "ok", 0, generation=generation,
                      counts={"records": records_total, "candidate_pairs": block_report.candidate_pairs,
                              "zones": report["zones"], "clusters": cluster_report.clusters,

@@ -300,3 +300,42 @@ def test_a_state_with_text_compare_keys_is_rebuilt_once_and_keeps_its_model(proj
     assert clusters(project) == before
     after = run(project)
     assert after["reuse"]["standardise"]["standardised"] == 0 and after["reuse"]["compare"]["compared"] == 0
+
+
+def test_a_source_dropped_or_renamed_in_the_config_is_refused_like_a_mass_deletion(project):
+    run(project)
+    before = {name: (project / "out" / name).read_bytes() for name in OUTPUTS}
+    conf = project / "demo.toml"
+    conf.write_text(conf.read_text(encoding="utf-8").replace('name = "partner"', 'name = "partner_v2"'),
+                    encoding="utf-8")
+    refused = dedupe(project, "run", str(conf))
+    assert refused.returncode == 2
+    problem = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert len(problem) == 1 and "source 'partner' is no longer configured" in problem[0]
+    assert "--allow-deletions" in problem[0]
+    assert {name: (project / "out" / name).read_bytes() for name in OUTPUTS} == before
+    assert dedupe(project, "run", str(conf), "--allow-deletions").returncode == 0
+
+
+def test_allowed_deletions_survive_a_run_that_waits_on_its_batch(project):
+    from tests.judge.fake_batches import FakeBatchesServer
+
+    conf = project / "demo.toml"
+    conf.write_text(conf.read_text(encoding="utf-8") +
+                    '\n[judge]\nbackend = "auto"\npoll_interval_s = 0.01\nmax_wait_s = 0.2\n', encoding="utf-8")
+    run(project)  # no API key: the judge is skipped, the review band waits for it
+    lines = (project / "crm.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (project / "crm.csv").write_text("".join(lines[: 1 + (len(lines) - 1) * 6 // 10]), encoding="utf-8")
+    with FakeBatchesServer() as fake:
+        env = {"ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": fake.url}
+        fake.hold_processing = True
+        waiting = dedupe(project, "run", str(conf), "--allow-deletions", env=env)
+        assert waiting.returncode == 75, waiting.stderr
+        fake.hold_processing = False
+        resumed = dedupe(project, "run", str(conf), env=env)  # the scheduled run: no flag
+        assert resumed.returncode == 0, resumed.stderr
+        assert "deletions allowed by an earlier run" in resumed.stderr
+    assert any(h["event"] == "retired" for h in history(project))
+    # Published: the allowance is used up, and a new truncation is refused again.
+    (project / "crm.csv").write_text("".join(lines[: 1 + (len(lines) - 1) * 3 // 10]), encoding="utf-8")
+    assert dedupe(project, "run", str(conf)).returncode == 2
