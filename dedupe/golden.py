@@ -54,8 +54,47 @@ def _rank_order(rules: tuple[str, ...], field: str) -> str:
     return ", ".join(parts + ["source_rank", "record_id"])
 
 
+# Golden rows live in a large ``golden_base`` that a night leaves alone, a small ``golden_delta``
+# of rows recomputed since, and ``golden_dropped``, the base rows they replace or that are gone;
+# the view ``golden`` joins them. Editing the base in place instead would make DuckDB rewrite its
+# row groups at the next checkpoint, about half a second a night whatever the number of changes.
+# When the side tables reach this share of the base, the view is written out as the new base.
+COMPACT_SHARE = 0.25
+
+
+def _is_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT 1 FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main' "
+                            "AND database_name = current_database() AND NOT temporary", [name]).fetchall())
+
+
+def _drop_golden(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove the ``golden`` view, or the plain table states before the split kept."""
+    con.execute(f"DROP {'VIEW' if _is_view(con, 'golden') else 'TABLE'} IF EXISTS golden")
+
+
+def _start_delta(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TABLE golden_delta AS SELECT * FROM golden_base LIMIT 0")
+    con.execute("CREATE OR REPLACE TABLE golden_dropped (cluster_id VARCHAR)")
+    con.execute("""CREATE OR REPLACE VIEW golden AS
+                   SELECT * FROM golden_delta
+                   UNION ALL
+                   SELECT * FROM golden_base ANTI JOIN golden_dropped USING (cluster_id)""")
+
+
+def _compact_if_due(con: duckdb.DuckDBPyConnection) -> None:
+    base, side = con.execute("SELECT (SELECT count(*) FROM golden_base), "
+                             "(SELECT count(*) FROM golden_delta) + (SELECT count(*) FROM golden_dropped)"
+                             ).fetchall()[0]
+    if side > COMPACT_SHARE * base:
+        con.execute("CREATE OR REPLACE TEMP TABLE golden_compacted AS SELECT * FROM golden")
+        _drop_golden(con)
+        con.execute("CREATE OR REPLACE TABLE golden_base AS SELECT * FROM golden_compacted")
+        con.execute("DROP TABLE golden_compacted")
+        _start_delta(con)
+
+
 def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = True) -> dict[str, int]:
-    """Bring table ``golden`` (one row per cluster) up to date with ``std`` and ``cluster_ids``.
+    """Bring ``golden`` (one row per cluster) up to date with ``std`` and ``cluster_ids``.
 
     Each golden row carries ``members_hash``, a digest of its members' keys, the values
     survivorship reads, and the cluster's flags. With ``full=False`` only clusters whose digest changed (or that are new) are
@@ -76,11 +115,14 @@ def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tr
         SELECT c.cluster_id, hash(bit_xor(hash({member})), any_value(c.flags), 0) AS members_hash
         FROM cluster_ids c JOIN std s ON s.rid = c.rid GROUP BY c.cluster_id""")
     incremental = (not full and get_meta(con, "golden_signature") == signature
-                   and "members_hash" in table_columns(con, "golden"))
+                   and _is_view(con, "golden") and "members_hash" in table_columns(con, "golden_delta"))
     if incremental:
-        # Drop the rows whose cluster is gone or changed; what remains is still right.
-        con.execute("""DELETE FROM golden WHERE cluster_id NOT IN
-                       (SELECT cluster_id FROM golden g SEMI JOIN golden_keys k USING (cluster_id, members_hash))""")
+        # Retire the rows whose cluster is gone or changed; what remains is still right.
+        con.execute("""DELETE FROM golden_delta WHERE cluster_id NOT IN
+                       (SELECT cluster_id FROM golden_delta SEMI JOIN golden_keys USING (cluster_id, members_hash))""")
+        con.execute("""INSERT INTO golden_dropped
+                       SELECT cluster_id FROM golden_base ANTI JOIN golden_dropped USING (cluster_id)
+                       ANTI JOIN golden_keys USING (cluster_id, members_hash)""")
         kept = con.execute("SELECT count(*) FROM golden").fetchall()[0][0]
         con.execute("CREATE OR REPLACE TEMP TABLE golden_todo AS "
                     "SELECT * FROM golden_keys ANTI JOIN golden USING (cluster_id)")
@@ -121,9 +163,12 @@ def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tr
         SELECT cluster_id, record_count, sources, {', '.join(unpack)}, updated_at, flags, members_hash
         FROM picked"""  # unordered: rows are edited in place, and every reader sorts
     if incremental:
-        con.execute(f"INSERT INTO golden BY NAME {picked}")
+        con.execute(f"INSERT INTO golden_delta BY NAME {picked}")
+        _compact_if_due(con)
     else:
-        con.execute(f"CREATE OR REPLACE TABLE golden AS {picked}")
+        _drop_golden(con)
+        con.execute(f"CREATE OR REPLACE TABLE golden_base AS {picked}")
+        _start_delta(con)
         set_meta(con, "golden_signature", signature)
     recomputed = con.execute("SELECT count(*) FROM golden_todo").fetchall()[0][0]
     for t in ("golden_members", "golden_todo", "golden_keys"):

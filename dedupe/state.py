@@ -12,7 +12,8 @@ Everything a nightly job must remember lives in one DuckDB file (``[project] sta
   ``dedupe.identity``).
 * ``meta``: small key/value facts (the trained model, the signature of the comparisons).
 
-Work tables (``std``, ``candidates``, ``comparisons``, ``pairs``, ...) live here too, but they are
+Work tables (``std``, ``candidates``, ``comparisons``, ``pairs``, the ``golden`` view over
+``golden_base`` / ``golden_delta`` / ``golden_dropped``, ...) live here too, but they are
 only *caches keyed by content*: a killed run can leave them from any run without harm, because a
 row is reused only when the content it was computed from is unchanged.
 

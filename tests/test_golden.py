@@ -104,3 +104,55 @@ def test_incremental_golden_sees_a_new_standardisation_of_unchanged_records(tmp_
     con.execute("UPDATE std SET email = upper(email)")
     build_golden(con, config, full=False)
     assert con.execute("SELECT email FROM golden").fetchall() == [("J.SMITH@ACMECORP.COM",)]
+
+
+def test_nightly_edits_go_to_a_small_delta_until_it_is_compacted_and_always_equal_a_full_rebuild(tmp_path):
+    import duckdb
+
+    from dedupe.state import ensure_schema
+
+    people = {"crm": [{"id": k, "first_name": k.upper() + "nn", "last_name": "Lee", "company": "Globex",
+                       "updated_at": "2025-01-01"} for k in "abcdefgh"]}
+    config = contacts_config(tmp_path, people)
+    con = _clustered(config, "'G-' || record_id")
+    build_golden(con, config)
+
+    def full_rebuild_rows():
+        other = duckdb.connect()
+        ensure_schema(other)
+        for table in ("std", "cluster_ids"):
+            other.register("t", con.sql(f"SELECT * FROM {table}").to_arrow_table())
+            other.execute(f"CREATE TABLE {table} AS SELECT * FROM t")
+            other.unregister("t")
+        build_golden(other, config)
+        return _rows(other)
+
+    def side_rows():
+        return con.execute("SELECT (SELECT count(*) FROM golden_delta), (SELECT count(*) FROM golden_dropped)"
+                           ).fetchall()[0]
+
+    for night, (record, company) in enumerate([("a", "Initech"), ("a", "Hooli"), ("b", "Umbrella")]):
+        con.execute(f"UPDATE std SET company = '{company}', content_hash = 'v{night}' WHERE record_id = '{record}'")
+        assert build_golden(con, config, full=False) == {"recomputed": 1, "kept": 7}
+        assert _rows(con) == full_rebuild_rows()
+        if night < 2:
+            assert side_rows() == (1, 1)  # the base is untouched: one new row, one row hidden
+    # The third night took the side tables past a quarter of the base: written out as the new base.
+    assert side_rows() == (0, 0)
+    assert con.execute("SELECT count(*) FROM golden_base").fetchall()[0][0] == 8
+
+
+def test_a_state_whose_golden_is_a_plain_table_is_rebuilt_into_the_split_layout(tmp_path):
+    config = contacts_config(tmp_path, PEOPLE)
+    con = _clustered(config)
+    build_golden(con, config)
+    expected = _rows(con)
+    # What states written before the base/delta split hold: one table named golden.
+    con.execute("CREATE TABLE golden_old AS SELECT * FROM golden")
+    con.execute("DROP VIEW golden")
+    for table in ("golden_base", "golden_delta", "golden_dropped"):
+        con.execute(f"DROP TABLE {table}")
+    con.execute("ALTER TABLE golden_old RENAME TO golden")
+    assert build_golden(con, config, full=False) == {"recomputed": 1, "kept": 0}
+    assert _rows(con) == expected
+    assert con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'golden'").fetchall()[0][0] == 1

@@ -85,8 +85,9 @@ def connect(state: Path, write: bool = False) -> Iterator[duckdb.DuckDBPyConnect
 
 
 def missing_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
-                                      "WHERE schema_name = 'main'").fetchall()}
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+                                      "UNION SELECT view_name FROM duckdb_views() "
+                                      "WHERE schema_name = 'main' AND NOT internal").fetchall()}
     return [t for t in PIPELINE_TABLES if t not in have]
 
 
