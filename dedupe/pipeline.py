@@ -175,8 +175,14 @@ def _review_table(con: duckdb.DuckDBPyConnection) -> None:
     for f in JUDGE_FIELDS:  # every field the judge may send; [judge] fields picks among them
         for side in ("l", "r"):
             cols.append(f"CAST({side}.{f} AS VARCHAR) AS {side}_{f}")
+    # Within the run only (a resumed run rebuilds it): a temp table, which skips the compression
+    # a stored one costs. States from before keep a stored copy; it goes.
+    stored = con.execute("SELECT database_name FROM duckdb_tables() WHERE table_name = 'review_pairs' "
+                         "AND NOT temporary AND database_name = current_database()").fetchall()
+    if stored:
+        con.execute(f'DROP TABLE "{stored[0][0]}".main.review_pairs')
     con.execute(f"""
-        CREATE OR REPLACE TABLE review_pairs AS
+        CREATE OR REPLACE TEMP TABLE review_pairs AS
         SELECT l.source || ':' || l.record_id || '~' || r.source || ':' || r.record_id AS pair_key,
                p.rid_l, p.rid_r, p.match_probability, {', '.join(cols)}
         FROM zoned_pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
