@@ -170,7 +170,10 @@ def _cap_review_band(con: duckdb.DuckDBPyConnection, t: Thresholds) -> int:
 
 
 def _review_table(con: duckdb.DuckDBPyConnection) -> None:
-    """The review pairs with both records' display values, as the judge's contract wants them."""
+    """The review pairs with both records' display values, as the judge's contract wants them.
+
+    Pairs the review budget cut come too, with ``send = false``: a verdict already paid for on an
+    earlier night still decides them (the judge answers them from its cache, never sends them)."""
     cols = []
     for f in JUDGE_FIELDS:  # every field the judge may send; [judge] fields picks among them
         for side in ("l", "r"):
@@ -184,10 +187,10 @@ def _review_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE review_pairs AS
         SELECT l.source || ':' || l.record_id || '~' || r.source || ':' || r.record_id AS pair_key,
-               p.rid_l, p.rid_r, p.match_probability, {', '.join(cols)}
+               p.rid_l, p.rid_r, p.match_probability, NOT p.over_budget AS send, {', '.join(cols)}
         FROM zoned_pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
         ANTI JOIN analyst_pairs a ON a.rid_l = p.rid_l AND a.rid_r = p.rid_r
-        WHERE p.decision = 'review'""")
+        WHERE p.decision = 'review' OR p.over_budget""")
 
 
 def _analyst_pairs(con: duckdb.DuckDBPyConnection) -> int:

@@ -195,7 +195,7 @@ def pending(con: duckdb.DuckDBPyConnection, settings: JudgeSettings) -> list[Tod
           AND p.cache_key NOT IN (SELECT cache_key FROM f)
           AND NOT coalesce(a.blocked, false)
           AND coalesce(a.attempts, 0) < $max_attempts
-        GROUP BY p.custom_id ORDER BY p.custom_id
+        GROUP BY p.custom_id HAVING bool_or(p.send) ORDER BY p.custom_id
         """,
         {"max_attempts": settings.max_attempts},
     ).fetchall()
@@ -218,7 +218,7 @@ def failures(con: duckdb.DuckDBPyConnection, settings: JudgeSettings) -> dict[st
             FROM judge_batch_items WHERE outcome IN {TERMINAL} GROUP BY custom_id)
         SELECT CASE WHEN a.blocked THEN t.outcome ELSE 'attempts_exhausted' END, count(*)
         FROM judge_plan p JOIN a USING (custom_id) LEFT JOIN last_terminal t USING (custom_id)
-        WHERE p.cache_key NOT IN (SELECT cache_key FROM judge_cache)
+        WHERE p.send AND p.cache_key NOT IN (SELECT cache_key FROM judge_cache)
           AND (a.blocked OR a.attempts >= $max_attempts)
         GROUP BY ALL
         """,

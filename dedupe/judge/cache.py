@@ -10,6 +10,10 @@ cached here; they live with the batch items (batches.py).
 The plan is a TEMP table (`judge_plan`, one row per review pair) holding each
 pair's user text, cache key and custom_id.  Everything else (what is cached,
 what is in flight, what to send) is a SQL join against it.
+
+A review table may mark pairs ``send = false`` (those the review budget cut):
+they are answered from the cache when a verdict is already paid for, and never
+sent.
 """
 
 from __future__ import annotations
@@ -81,9 +85,11 @@ def build_plan(con: duckdb.DuckDBPyConnection, review_table: str, settings: Judg
     cols = ", ".join(f'"l_{f}", "r_{f}"' for f in settings.fields)
     sent = ", ".join(f'coalesce("{side}_{f}", chr(0))' for f in settings.fields for side in "lr")
     con.execute(MEMO_DDL)
+    has_send = "send" in {r[0] for r in con.execute(f"DESCRIBE {review_table}").fetchall()}
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE judge_inputs AS
-        SELECT pair_key, md5(concat_ws(chr(31), '{ids.plan_signature()}', {sent})) AS input_key, {cols}
+        SELECT pair_key, md5(concat_ws(chr(31), '{ids.plan_signature()}', {sent})) AS input_key,
+               {'send' if has_send else 'true'} AS send, {cols}
         FROM {review_table}""")
     # Read whole (every text is held for the Arrow hand-over anyway): no half-read result on `con`.
     unseen = con.execute(f"""SELECT DISTINCT ON (input_key) input_key, {cols}
@@ -109,12 +115,13 @@ def build_plan(con: duckdb.DuckDBPyConnection, review_table: str, settings: Judg
     con.execute("DELETE FROM judge_plan_memo WHERE input_key NOT IN (SELECT input_key FROM judge_inputs)")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE judge_plan AS
-        SELECT i.pair_key, m.user_text, m.cache_key, m.custom_id, m.request_bytes
+        SELECT i.pair_key, m.user_text, m.cache_key, m.custom_id, m.request_bytes, i.send
         FROM judge_inputs i JOIN judge_plan_memo m USING (input_key)
         ORDER BY i.pair_key""")
     con.execute("DROP TABLE judge_inputs")
     pairs, hits = con.execute(
-        "SELECT count(*), count(c.cache_key) FROM judge_plan p LEFT JOIN judge_cache c USING (cache_key)"
+        "SELECT count(*) FILTER (WHERE p.send OR c.cache_key IS NOT NULL), count(c.cache_key) "
+        "FROM judge_plan p LEFT JOIN judge_cache c USING (cache_key)"
     ).fetchall()[0]
     return PlanSummary(pairs=pairs, cache_hits=hits)
 

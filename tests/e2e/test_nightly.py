@@ -339,3 +339,37 @@ def test_allowed_deletions_survive_a_run_that_waits_on_its_batch(project):
     # Published: the allowance is used up, and a new truncation is refused again.
     (project / "crm.csv").write_text("".join(lines[: 1 + (len(lines) - 1) * 3 // 10]), encoding="utf-8")
     assert dedupe(project, "run", str(conf)).returncode == 2
+
+
+def test_a_verdict_already_paid_for_still_decides_a_pair_the_review_budget_cuts(project):
+    from tests.judge.fake_batches import FakeBatchesServer
+
+    conf = project / "demo.toml"
+    base = conf.read_text(encoding="utf-8")
+
+    def configure(budget: float) -> None:
+        conf.write_text(base + f"\n[thresholds]\nreview_budget = {budget}\n"
+                        '[judge]\nbackend = "auto"\npoll_interval_s = 0.01\nmax_wait_s = 60\n', encoding="utf-8")
+
+    def llm_pairs() -> dict:
+        rows = duckdb.connect().execute(
+            f"SELECT source_l, record_id_l, source_r, record_id_r, decision, decided_by, over_budget "
+            f"FROM '{project / 'out' / 'pairs.parquet'}'").fetchall()
+        return {r[:4]: r[4:] for r in rows}
+
+    with FakeBatchesServer() as fake:
+        fake.responder = lambda a, b: {"same_person": False, "confidence": 0.99, "reason": "different people"}
+        env = {"ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": fake.url}
+        configure(5)
+        first = run(project, env=env)
+        before = partition(clusters(project))
+        judged = {k for k, v in llm_pairs().items() if v[1] == "llm"}
+        assert first["judge"]["requests_sent"] > 0 and judged
+        configure(1)  # the band now outgrows the budget: most judged pairs are cut
+        second = run(project, env=env)
+    assert second["review_cut_by_budget"] > 0 and second["judge"]["requests_sent"] == 0
+    now = llm_pairs()
+    cut = [k for k in judged if now[k][2]]
+    assert cut  # some judged pairs were cut by the budget...
+    assert all(now[k][:2] == ("non_match", "llm") for k in judged)  # ...and the paid verdict still decides
+    assert partition(clusters(project)) == before  # so no cut pair became a link
