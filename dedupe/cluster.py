@@ -103,18 +103,20 @@ def _differ(x: tuple, y: tuple) -> bool:
     return any(a is not None and b is not None and a != b for a, b in zip(x, y))
 
 
-def _greedy_split(edges: list[tuple[int, int, float]], ident: dict[int, tuple], max_size: int,
+def _greedy_split(edges: list[tuple], ident: dict[int, tuple], max_size: int,
                   cannot: frozenset[tuple[int, int]] = frozenset()) -> tuple[dict[int, int], bool, bool]:
     """Union-find over edges strongest first, refusing unions that conflict or grow too large.
 
-    A conflict is two members with differing identifiers that are *not* linked directly: a direct
-    link already weighed that disagreement (a typo in a date of birth), a transitive chain did not.
-    Returns (node -> root, any conflict refused, any size refused). Runs only on the few suspect
-    components, whose groups never exceed ``max_size``, so the loops stay small.
+    Edges are ``(a, b, strength)`` or ``(a, b, strength, must)``. A conflict is two members with
+    differing identifiers that are *not* linked directly: a direct link already weighed that
+    disagreement (a typo in a date of birth), a transitive chain did not. An analyst's must-link
+    (``must``) goes first and is refused only by a cannot-link: the analyst saw the identifiers and
+    the size, and their decisions win. Returns (node -> root, any conflict refused, any size
+    refused). Runs only on the few suspect components, so the loops stay small.
     """
     parent = {n: n for n in ident}
     members = {n: [n] for n in ident}
-    linked = {(min(a, b), max(a, b)) for a, b, _ in edges}
+    linked = {(min(e[0], e[1]), max(e[0], e[1])) for e in edges}
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -122,20 +124,21 @@ def _greedy_split(edges: list[tuple[int, int, float]], ident: dict[int, tuple], 
             x = parent[x]
         return x
 
-    def conflicting(ga: list[int], gb: list[int]) -> bool:
+    def conflicting(ga: list[int], gb: list[int], must: bool) -> bool:
         return any((min(x, y), max(x, y)) in cannot or
-                   (_differ(ident[x], ident[y]) and (min(x, y), max(x, y)) not in linked)
+                   (not must and _differ(ident[x], ident[y]) and (min(x, y), max(x, y)) not in linked)
                    for x in ga for y in gb)
 
     conflict_refused = size_refused = False
-    for a, b, _p in sorted(edges, key=lambda e: (-e[2], e[0], e[1])):
+    for a, b, _p, must in sorted(((*e[:3], len(e) > 3 and bool(e[3])) for e in edges),
+                                 key=lambda e: (not e[3], -e[2], e[0], e[1])):
         ra, rb = find(a), find(b)
         if ra == rb:
             continue
-        if len(members[ra]) + len(members[rb]) > max_size:
+        if not must and len(members[ra]) + len(members[rb]) > max_size:
             size_refused = True
             continue
-        if conflicting(members[ra], members[rb]):
+        if conflicting(members[ra], members[rb], must):
             conflict_refused = True
             continue
         root, other = (ra, rb) if ra < rb else (rb, ra)
@@ -146,7 +149,10 @@ def _greedy_split(edges: list[tuple[int, int, float]], ident: dict[int, tuple], 
 
 def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, ...],
             max_size: int, cannot_links: str | None = None) -> ClusterReport:
-    """Cluster ``links(rid_l, rid_r, match_probability, strong)`` into table ``clusters``.
+    """Cluster ``links(rid_l, rid_r, match_probability, strong[, must])`` into table ``clusters``.
+
+    ``must`` marks an analyst's must-link: the guard's re-split keeps it whatever the identifiers
+    or the size say (only a cannot-link stops it).
 
     ``cannot_links`` is SQL yielding ``(rid_l, rid_r)`` pairs an analyst separated: a component
     holding both is re-clustered so they end apart, whatever chain of links joined them."""
@@ -212,8 +218,10 @@ def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, 
             SELECT c.component, s.rid, {', '.join(ident)}
             FROM components c JOIN suspect_components x USING (component) JOIN std s ON s.rid = c.rid
             ORDER BY c.component, s.rid""").fetchall()
+        must = "k.must" if "must" in {r[0] for r in con.execute(f"DESCRIBE {links}").fetchall()} else "false"
         edges = con.execute(f"""
-            SELECT c.component, k.rid_l, k.rid_r, k.match_probability + CASE WHEN k.strong THEN 1 ELSE 0 END
+            SELECT c.component, k.rid_l, k.rid_r, k.match_probability + CASE WHEN k.strong THEN 1 ELSE 0 END,
+                   {must}
             FROM {links} k JOIN components c ON c.rid = k.rid_l
             JOIN components c2 ON c2.rid = k.rid_r AND c2.component = c.component
             JOIN suspect_components x ON x.component = c.component
@@ -221,8 +229,8 @@ def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, 
         by_component: dict[int, dict] = {}
         for comp, rid, *ids in members:
             by_component.setdefault(comp, {"ident": {}, "edges": []})["ident"][rid] = tuple(ids)
-        for comp, a, b, p in edges:
-            by_component[comp]["edges"].append((a, b, p))
+        for comp, a, b, p, is_must in edges:
+            by_component[comp]["edges"].append((a, b, p, is_must))
         rows = []
         for comp, data in by_component.items():
             roots, conflict, oversize = _greedy_split(data["edges"], data["ident"], max_size, cannot)

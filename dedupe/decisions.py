@@ -257,13 +257,13 @@ def split_pairs(record_key: Key, members: Sequence[Key]) -> list[Pair]:
 
 def merge_pairs(members_a: Sequence[Key], members_b: Sequence[Key],
                 scored: Sequence[tuple[Key, Key, float]] = ()) -> list[Pair]:
-    """One must-link pair joining two clusters: the best-scored pair between them, else the anchors."""
-    a_set, b_set = set(members_a), set(members_b)
-    between = [(p, canonical(x, y)) for x, y, p in scored
-               if (x in a_set and y in b_set) or (x in b_set and y in a_set)]
-    if between:
-        return [min(between, key=lambda e: (-e[0], e[1]))[1]]
-    return [canonical(min(members_a), min(members_b))]
+    """Must-link pairs that pin two clusters together as one: a maximum spanning tree over all
+    their members (``confirm_pairs`` of the union), which holds the best-scored pair between them.
+
+    The analyst has looked at both clusters and says they are one person; a single bridging link
+    would leave the rest to the model, and the over-merge guard could take the union apart again
+    over an identifier typo the analyst already saw."""
+    return confirm_pairs(list(members_a) + list(members_b), scored)
 
 
 # --------------------------------------------------------------------------------------------

@@ -235,12 +235,13 @@ def _links(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     con.execute(f"""
         CREATE OR REPLACE TABLE links AS
         SELECT rid_l, rid_r, match_probability,
-               decision = 'match' AND NOT (over_budget AND decided_by = 'model') AS strong
+               decision = 'match' AND NOT (over_budget AND decided_by = 'model') AS strong,
+               decision = 'match' AND decided_by = 'analyst' AS must
         FROM pairs
         WHERE decision = 'match'
            OR (decision = 'review' AND match_probability >= {config.thresholds.fallback})
         UNION ALL
-        SELECT a.rid_l, a.rid_r, 2.0, true FROM analyst_pairs a
+        SELECT a.rid_l, a.rid_r, 2.0, true, true FROM analyst_pairs a
         ANTI JOIN pairs p ON p.rid_l = a.rid_l AND p.rid_r = a.rid_r
         WHERE a.kind = 'must_link'""")
 

@@ -70,3 +70,29 @@ def test_oversized_component_is_cut_to_max_size():
     sizes = [len(g) for g in _groups(con)]
     assert max(sizes) <= 5 and sum(sizes) == 12
     assert report.size_cap_splits == 1 and report.largest <= 5
+
+
+def _graph_with_must(links, **kw):
+    """Like _graph, with a fifth field per link: an analyst's must-link."""
+    con = _graph([link[:4] for link in links], **kw)
+    con.execute("ALTER TABLE links ADD COLUMN must BOOLEAN DEFAULT false")
+    for a, b, _p, _strong, must in links:
+        if must:
+            con.execute("UPDATE links SET must = true WHERE rid_l = ? AND rid_r = ?", [a, b])
+    return con
+
+
+def test_an_analysts_must_links_hold_a_cluster_the_identifier_guard_would_split():
+    # The analyst pinned 1-2-3 together knowing 1 and 3 disagree on a date of birth (a typo).
+    con = _graph_with_must([(1, 2, 0.6, True, True), (2, 3, 0.999, True, True)],
+                           dob={1: "1950-01-01", 3: "1950-01-10"})
+    cluster(con, "links", ("date_of_birth",), 50)
+    assert _groups(con) == [(1, 2, 3)]
+
+
+def test_an_analysts_must_link_beats_a_stronger_model_link_and_only_a_cannot_link_stops_it():
+    # cannot(1, 2) and must(2, 3); the model's 1-3 is stronger but goes after the must-link.
+    con = _graph_with_must([(2, 3, 0.5, True, True), (1, 3, 1.0, True, False)])
+    con.execute("CREATE TABLE cannot AS SELECT 1 AS rid_l, 2 AS rid_r")
+    cluster(con, "links", ("date_of_birth",), 50, cannot_links="SELECT rid_l, rid_r FROM cannot")
+    assert _groups(con) == [(2, 3)]

@@ -101,10 +101,11 @@ def test_split_cannot_links_the_record_with_every_other_member():
     assert decisions.split_pairs(C, [A, B, C]) == [(A, C), (B, C)]
 
 
-def test_merge_uses_the_best_scored_pair_between_the_clusters_else_the_anchors():
-    scored = [(A, C, 0.4), (D, B, 0.8), (A, B, 0.99)]  # A-B is inside one cluster: ignored
-    assert decisions.merge_pairs([A, B], [C, D], scored) == [(B, D)]
-    assert decisions.merge_pairs([B, A], [D, C]) == [(A, C)]
+def test_merge_pins_both_clusters_as_one_through_their_best_scored_pair():
+    scored = [(A, C, 0.4), (D, B, 0.8), (A, B, 0.99)]
+    # A spanning tree of all four members, strongest links first: it holds B-D, the best pair between.
+    assert decisions.merge_pairs([A, B], [C, D], scored) == [(A, B), (B, D), (A, C)]
+    assert decisions.merge_pairs([B, A], [D, C]) == [(A, B), (A, C), (A, D)]  # no links: tied to the anchor
 
 
 # ------------------------------------------------------------------------------------------
