@@ -155,7 +155,13 @@ def run_judge(
         return report
     if todo:
         log(est.line())
-        cost.check_budget(est, settings)
+        try:
+            cost.check_budget(est, settings)
+        except JudgeBudgetError:
+            # Refuse the new requests, but first collect batches earlier runs left open: they are
+            # paid for, and left alone for weeks their results would expire and be paid again.
+            _collect_open_batches(con, settings, report, log)
+            raise
 
     import anthropic  # here, not at module import: the CLI should start fast
 
@@ -176,6 +182,21 @@ def run_judge(
     _finish(con, settings, report)
     log(_summary(report))
     return report
+
+
+def _collect_open_batches(con, settings: JudgeSettings, report: JudgeReport, log: Callable[[str], None]) -> None:
+    if not batches.has_open_batches(con):
+        return
+    import anthropic
+
+    session = batches.Session(con, anthropic.Anthropic(max_retries=settings.max_retries), settings, log,
+                              submit_new=False)
+    try:
+        session.run()
+    except (JudgePending, anthropic.APIError) as e:
+        log(f"judge: open batches not collected yet ({e}); the next run tries again")
+    _collect_progress(report, session)
+    _finish(con, settings, report)
 
 
 def _summary(report: JudgeReport) -> str:

@@ -258,11 +258,14 @@ class Progress:
 class Session:
     """One run's conversation with the Batches API."""
 
-    def __init__(self, con, client, settings: JudgeSettings, log: Callable[[str], None]):
+    def __init__(self, con, client, settings: JudgeSettings, log: Callable[[str], None],
+                 submit_new: bool = True):
         self.con = con
         self.client = client
         self.settings = settings
         self.log = log
+        # False: only resume and collect batches already open (they are paid for), send nothing.
+        self.submit_new = submit_new
         self.prices = cost.prices_for(settings)
         self.progress = Progress()
 
@@ -278,12 +281,12 @@ class Session:
         # reached the server) were budget-checked by the run that planned them.
         self.reconcile()
         while True:
-            todo = pending(self.con, self.settings)
+            todo = pending(self.con, self.settings) if self.submit_new else []
             if todo:
                 self.submit(todo)
             open_batches = self.poll_once(started)
             if not open_batches:
-                if not pending(self.con, self.settings):
+                if not self.submit_new or not pending(self.con, self.settings):
                     return
                 continue  # resends became due: submit them right away
             if time.monotonic() >= deadline:

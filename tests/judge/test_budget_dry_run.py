@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from dedupe.judge import JudgeBudgetError, dry_run, run_judge
-from tests.judge.driver import DEMO_PAIRS, fast
+from dedupe.judge import JudgeBudgetError, JudgePending, dry_run, run_judge
+from tests.judge.driver import DEMO_PAIRS, build_review, fast, synthetic_pairs
 from tests.judge.fake_batches import validate_request_item
 
 
@@ -24,6 +24,23 @@ def test_budget_refusal_sends_nothing(fake, con, demo, log, limit):
     assert fake.calls == []  # not even a list() or a retrieve
     assert _journal_rows(con) == 0
     assert log[0].startswith("judge estimate: 8 requests")
+
+
+def test_a_refused_night_still_collects_the_batch_an_earlier_night_left_open(fake, con, log):
+    build_review(con, synthetic_pairs(5))
+    fake.hold_processing = True
+    with pytest.raises(JudgePending):  # night 1 exits 75 with its batch in flight
+        run_judge(con, "review", fast(max_wait_s=0), log=log)
+    fake.hold_processing = False
+    fake.finish()
+    creates = fake.ops("create")
+    # Night 2 brings far more new pairs than the budget allows: refused, but the paid batch is collected.
+    build_review(con, synthetic_pairs(5) + synthetic_pairs(400, "new"))
+    with pytest.raises(JudgeBudgetError, match="nothing was sent"):
+        run_judge(con, "review", fast(max_cost_usd=0.01), log=log)
+    assert fake.ops("create") == creates  # nothing new submitted
+    assert con.execute("SELECT count(*) FROM judge_cache").fetchone()[0] == 5
+    assert con.execute("SELECT status FROM judge_batches").fetchall() == [("collected",)]
 
 
 def test_dry_run_writes_exactly_what_a_run_sends(fake, con, demo, tmp_path, log, monkeypatch):
