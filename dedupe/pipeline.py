@@ -478,11 +478,11 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
         try:
             pub.copy_query(con, "SELECT source, record_id, cluster_id FROM cluster_ids "
                                 "ORDER BY source, record_id", "clusters.csv")
-            # Sorted once for both files (the golden table is edited in place, so it is unordered).
-            con.execute(f"CREATE OR REPLACE TEMP TABLE golden_out AS {_golden_query(config)}")
-            pub.copy_query(con, "SELECT * FROM golden_out", "golden_records.csv")
-            pub.copy_query(con, "SELECT * FROM golden_out", "golden_records.parquet")
-            con.execute("DROP TABLE golden_out")
+            # Sorted once for both files (golden rows are kept unordered): the CSV is read back from
+            # the Parquet file, whose single-file scan keeps its order.
+            pub.copy_query(con, _golden_query(config), "golden_records.parquet")
+            staged = str(pub.staged("golden_records.parquet")).replace("'", "''")
+            pub.copy_query(con, f"SELECT * FROM read_parquet('{staged}')", "golden_records.csv")
             pub.copy_query(con, _pairs_query(comparisons), "pairs.parquet")
             pub.copy_query(con, identity.history_query(), "id_history.csv")
             pub.write_text("model.json", params.to_json())

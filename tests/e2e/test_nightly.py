@@ -373,3 +373,13 @@ def test_a_verdict_already_paid_for_still_decides_a_pair_the_review_budget_cuts(
     assert cut  # some judged pairs were cut by the budget...
     assert all(now[k][:2] == ("non_match", "llm") for k in judged)  # ...and the paid verdict still decides
     assert partition(clusters(project)) == before  # so no cut pair became a link
+
+
+def test_golden_csv_and_parquet_hold_the_same_rows_in_cluster_id_order(project):
+    run(project)
+    out = project / "out"
+    with (out / "golden_records.csv").open(encoding="utf-8") as f:
+        csv_ids = [r["cluster_id"] for r in csv.DictReader(f)]
+    parquet_ids = [r[0] for r in duckdb.connect().execute(
+        f"SELECT cluster_id FROM '{out / 'golden_records.parquet'}'").fetchall()]
+    assert csv_ids == parquet_ids == sorted(csv_ids) and len(set(csv_ids)) == len(csv_ids) > 100
