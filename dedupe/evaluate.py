@@ -63,6 +63,14 @@ def load_truth(con: duckdb.DuckDBPyConnection, truth: Path) -> None:
         first = str(e).strip().splitlines()[0]
         raise InputError(f"{truth}: cannot read truth (needs columns source, record_id, entity_id): "
                          f"{first}") from None
+    # A record listed twice would be counted twice (and under two entities, in both): every score
+    # would be wrong without a sign of it.
+    repeated = con.execute("""SELECT source, record_id, count(*) FROM truth GROUP BY ALL HAVING count(*) > 1
+                              ORDER BY source, record_id LIMIT 1""").fetchall()
+    if repeated:
+        source, record_id, n = repeated[0]
+        raise InputError(f"{truth}: record ({source}, {record_id}) is listed {n} times; "
+                         f"each record must appear once")
 
 
 def evaluate(output_dir: Path, truth: Path, worst: int = 10) -> dict:

@@ -109,8 +109,9 @@ def _csv_layout(source: Source) -> tuple[str, list[str]]:
         name = raw.strip() if source.header else ""
         if not name:
             name = f"column{i:0{width}d}"
+        # DuckDB's names are case-insensitive: "Email" and "email" are a repeat too.
         base, n = name, 0
-        while name in names:
+        while name.lower() in {x.lower() for x in names}:
             n += 1
             name = f"{base}_{n}"
         names.append(name)
@@ -176,11 +177,17 @@ def _open_source(con: duckdb.DuckDBPyConnection, source: Source, view: str) -> l
                     f"SELECT *, row_number() OVER () AS __row FROM {_reader_sql(source)}")
     except duckdb.Error as e:
         raise InputError(_explain_reader_error(source, e)) from None
-    columns = [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall() if r[0] != "__row"]
+    described = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {view}").fetchall() if r[0] != "__row"]
     n = con.execute(f"SELECT count(*) FROM {view}").fetchall()[0][0]
     if n == 0:
         raise InputError(f"{source.path}: file has no records (source '{source.name}')")
-    return columns
+    mapped = {source.id_column} | {c for cols in source.columns.values() for c in cols}
+    for name, dtype in described:
+        # A nested value (a JSON object or array) has no single text form to match on.
+        if name in mapped and (dtype.startswith(("STRUCT", "MAP", "UNION")) or dtype.endswith("]")):
+            raise InputError(f"{source.path}: column '{name}' (source '{source.name}') holds nested "
+                             f"values ({dtype.split('(')[0].split('[')[0]}); map a plain field instead")
+    return [name for name, _ in described]
 
 
 def _check_columns(source: Source, columns: list[str]) -> None:
@@ -204,7 +211,7 @@ def _check_ids(con: duckdb.DuckDBPyConnection, source: Source, view: str) -> Non
         raise InputError(f"{source.path}: row {empty[0]} (line {empty[1]}) has an empty id in column "
                          f"'{source.id_column}'")
     dup = con.execute(f"""
-        SELECT CAST({idc} AS VARCHAR) AS id, count(*) AS n, list(__row ORDER BY __row)[1:3] AS rows
+        SELECT trim(CAST({idc} AS VARCHAR)) AS id, count(*) AS n, list(__row ORDER BY __row)[1:3] AS rows
         FROM {view} GROUP BY 1 HAVING count(*) > 1 ORDER BY min(__row) LIMIT 1""").fetchall()
     if dup:
         dup = dup[0]
@@ -223,8 +230,14 @@ def _field_expr(source: Source, fname: str) -> str:
 
 
 def _parse_expr(value: str, formats: tuple[str, ...], cast: str) -> str:
+    """The formats first; then any ISO 8601 form DuckDB reads (fractions of a second, a time zone
+    offset, converted to UTC). JSON and Parquet readers hand over real timestamps, whose text is
+    such a form ("2023-05-17 15:44:23.120+00"), as well as the text dates of CSV files."""
     fmt_list = "[" + ", ".join(_lit(f) for f in formats) + "]"
-    return f"CAST(try_strptime({value}, {fmt_list}) AS {cast})"
+    iso = (f"CASE WHEN NOT regexp_matches({value}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}([ T]|$)') THEN NULL "
+           f"WHEN regexp_matches({value}, '(Z|[+-][0-9][0-9](:?[0-9][0-9])?)$') "
+           f"THEN timezone('UTC', try_cast({value} AS TIMESTAMPTZ)) ELSE try_cast({value} AS TIMESTAMP) END")
+    return f"CAST(coalesce(try_strptime({value}, {fmt_list}), {iso}) AS {cast})"
 
 
 # Below this many missing records the deletion guard stays quiet: a few deletions are nightly

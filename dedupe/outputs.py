@@ -48,7 +48,8 @@ class Publisher:
     def copy_query(self, con: duckdb.DuckDBPyConnection, query: str, name: str) -> None:
         target = self.path(name)
         fmt = "(FORMAT parquet, COMPRESSION zstd)" if name.endswith(".parquet") else "(FORMAT csv, HEADER)"
-        con.execute(f"COPY ({query}) TO '{target}' {fmt}")
+        path = str(target).replace("'", "''")
+        con.execute(f"COPY ({query}) TO '{path}' {fmt}")
 
     def write_json(self, name: str, data: dict) -> None:
         self.path(name).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

@@ -98,10 +98,10 @@ def connect(config: Config, wait_s: float = 10.0) -> duckdb.DuckDBPyConnection:
                                        f"wait for it to finish") from None
             time.sleep(0.25)
     # Bounded by default: DuckDB would otherwise take 80% of RAM before spilling to disk.
-    con.execute(f"SET memory_limit = '{config.memory_limit or DEFAULT_MEMORY_LIMIT}'")
+    con.execute("SET memory_limit = ?", [config.memory_limit or DEFAULT_MEMORY_LIMIT])
     if config.temp_directory:
         config.temp_directory.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = '{config.temp_directory}'")
+        con.execute("SET temp_directory = ?", [str(config.temp_directory)])
     if config.threads:
         con.execute(f"SET threads = {int(config.threads)}")
     # On a terminal, DuckDB draws a progress bar for long statements; logs (cron, CI) get plain

@@ -50,3 +50,10 @@ def test_pairwise_metrics_blocking_recall_and_oracle(run_dir):
 def test_missing_truth_file_is_a_clear_error(run_dir):
     with pytest.raises(InputError, match="truth file not found"):
         evaluate(run_dir, run_dir / "nope.csv")
+
+
+def test_a_record_listed_twice_in_the_truth_is_refused_rather_than_counted_twice(run_dir):
+    with (run_dir / "truth.csv").open("a", newline="") as f:
+        csv.writer(f).writerow(["b", "2", "e2"])
+    with pytest.raises(InputError, match=r"record \(b, 2\) is listed 2 times"):
+        evaluate(run_dir, run_dir / "truth.csv")

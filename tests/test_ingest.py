@@ -319,3 +319,41 @@ def test_a_new_date_format_changes_the_content_hash_so_nothing_stale_is_reused(c
     assert (us.month, eu.month) == (3, 4)
     assert us_hash != eu_hash  # the same raw text, read differently: the record must be redone
     assert read("%m/%d/%Y %H:%M")[1] == us_hash
+
+
+def test_json_and_parquet_timestamps_keep_their_value(con, run_ingest, tmp_path):
+    # JSON readers and Parquet files hand over real timestamps (with fractions and time zones);
+    # their text form must not be counted as an unparsed date.
+    rows = [{"id": 1, "email": "a@x.org", "seen": "2023-05-17T15:44:23Z"},
+            {"id": 2, "email": "b@x.org", "seen": "2023-05-17T15:44:23.5+02:00"},
+            {"id": 3, "email": "c@x.org", "seen": "2023-17-05"}]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    pd.DataFrame({"id": ["9"], "email": ["d@x.org"],
+                  "seen": [pd.Timestamp("2024-01-02 03:04:05.678")]}).to_parquet(tmp_path / "b.parquet")
+    report = run_ingest([{"name": "a", "path": "a.jsonl", "id": "id", "columns": {"email": "email", "updated_at": "seen"}},
+                         {"name": "b", "path": "b.parquet", "id": "id", "columns": {"email": "email", "updated_at": "seen"}}])
+    assert records(con, "updated_at") == [
+        ("a", "1", dt.datetime(2023, 5, 17, 15, 44, 23)),
+        ("a", "2", dt.datetime(2023, 5, 17, 13, 44, 23, 500000)),  # in UTC
+        ("a", "3", None),  # not a date: counted, never guessed
+        ("b", "9", dt.datetime(2024, 1, 2, 3, 4, 5, 678000)),
+    ]
+    assert report.unparsed == {"a": {"updated_at": 1}}
+
+
+def test_a_nested_json_field_is_refused_by_name(input_error, tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"id": 1, "email": {"work": "a@x.org"}}\n', encoding="utf-8")
+    message = input_error([{"name": "a", "path": "a.jsonl", "id": "id", "columns": {"email": "email"}}])
+    assert message.startswith(f"{tmp_path / 'a.jsonl'}: column 'email' (source 'a') holds nested values")
+
+
+def test_ids_differing_only_by_surrounding_spaces_are_duplicates(input_error, tmp_path):
+    (tmp_path / "a.csv").write_text('id,email\nC1,a@x.org\n"C1 ",b@x.org\n', encoding="utf-8")
+    message = input_error([{"name": "a", "path": "a.csv", "id": "id", "columns": {"email": "email"}}])
+    assert message == f"{tmp_path / 'a.csv'}: id 'C1' in column 'id' appears 2 times (rows 1, 2)"
+
+
+def test_header_names_differing_only_by_case_get_distinct_columns(con, run_ingest, tmp_path):
+    (tmp_path / "a.csv").write_text("id,Email,email\n1,a@x.org,b@x.org\n", encoding="utf-8")
+    run_ingest([{"name": "a", "path": "a.csv", "id": "id", "columns": {"email": "email_1"}}])
+    assert records(con, "email") == [("a", "1", "b@x.org")]

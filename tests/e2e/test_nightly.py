@@ -383,3 +383,13 @@ def test_golden_csv_and_parquet_hold_the_same_rows_in_cluster_id_order(project):
     parquet_ids = [r[0] for r in duckdb.connect().execute(
         f"SELECT cluster_id FROM '{out / 'golden_records.parquet'}'").fetchall()]
     assert csv_ids == parquet_ids == sorted(csv_ids) and len(set(csv_ids)) == len(csv_ids) > 100
+
+
+def test_output_and_temp_folders_with_quotes_and_spaces_in_their_names(project):
+    conf = project / "demo.toml"
+    text = conf.read_text(encoding="utf-8").replace('output_dir = "out"', "output_dir = \"o'brien out\"")
+    text = text.replace('"out/state.duckdb"', "\"o'brien out/state.duckdb\"")
+    conf.write_text(text + "\n[engine]\ntemp_directory = \"tmp o'k\"\n", encoding="utf-8")
+    done = dedupe(project, "run", str(conf))
+    assert done.returncode == 0, done.stderr
+    assert (project / "o'brien out" / "clusters.csv").is_file()
