@@ -28,10 +28,11 @@ class Publisher:
     ``runs/<generation>/``). The last ``keep`` generations are kept.
     """
 
-    def __init__(self, output_dir: Path, generation: int, keep: int = 5):
+    def __init__(self, output_dir: Path, generation: int, keep: int = 5, owner: str | None = None):
         self.output_dir = output_dir
         self.generation = generation
         self.keep = keep
+        self.owner = owner
         (output_dir / "runs").mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
         self.files: list[str] = []
@@ -77,17 +78,42 @@ class Publisher:
                 tmp.unlink(missing_ok=True)
                 tmp.symlink_to(Path("latest") / name)
                 os.replace(tmp, top)
+        if self.owner and not (self.output_dir / OWNER_FILE).is_file():
+            _write_atomically(self.output_dir / OWNER_FILE, self.owner + "\n")
         self._prune()
         return final
 
     def _prune(self) -> None:
-        runs = sorted((int(p.name) for p in (self.output_dir / "runs").iterdir() if p.name.isdigit()),
-                      reverse=True)
-        for old in runs[self.keep:]:
+        # Only generations before this one: folders numbered higher are not this state's past (a
+        # state started afresh), and the one just published must never go.
+        runs = sorted((int(p.name) for p in (self.output_dir / "runs").iterdir()
+                       if p.name.isdigit() and int(p.name) < self.generation), reverse=True)
+        for old in runs[self.keep - 1:]:
             shutil.rmtree(self.output_dir / "runs" / str(old), ignore_errors=True)
 
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+# Names the state database whose runs an output folder holds: two states publishing into one
+# folder would overwrite and prune each other's generations.
+OWNER_FILE = ".dedupe-state"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def foreign_owner(output_dir: Path, owner: str) -> str | None:
+    """A problem line when ``output_dir`` holds the outputs of another state database."""
+    marker = output_dir / OWNER_FILE
+    if marker.is_file() and marker.read_text(encoding="utf-8").strip() != owner:
+        return (f"{output_dir}: this output folder holds the runs of another state database "
+                f"({marker} names it); give each config its own output_dir, or delete that file "
+                f"if the old outputs may be overwritten")
+    return None
 
 
 def remove_stale_staging(output_dir: Path) -> None:
@@ -97,4 +123,4 @@ def remove_stale_staging(output_dir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-__all__ = ["Publisher", "remove_stale_staging"]
+__all__ = ["OWNER_FILE", "Publisher", "foreign_owner", "remove_stale_staging"]

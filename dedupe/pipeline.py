@@ -39,7 +39,7 @@ from dedupe.ingest import InputError, ingest
 from dedupe.judge import JudgeBudgetError, JudgePending, JudgeReport, may_call_api, run_judge
 from dedupe.judge import dry_run as judge_dry_run
 from dedupe.judge.settings import CANONICAL_FIELDS as JUDGE_FIELDS
-from dedupe.outputs import Publisher, remove_stale_staging
+from dedupe.outputs import Publisher, foreign_owner, remove_stale_staging
 from dedupe.standardise import standardise
 from dedupe.state import StateLockedError
 
@@ -414,6 +414,10 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
          full: bool, retrain: bool, allow_deletions: bool, unchanged_inputs: list[str]) -> RunResult:
     started = datetime.now(timezone.utc)
     timer = _Timer(log)
+    owner = state.state_id(con)
+    problem = foreign_owner(config.output_dir, owner)
+    if problem:
+        raise InputError(problem)
     remove_stale_staging(config.output_dir)
     generation = state.last_generation(con) + 1
     scored = _score_stages(con, config, timer, log, full=full, retrain=retrain,
@@ -474,7 +478,7 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
         "timings_s": timer.timings,
     }
     with timer.stage("outputs"):
-        pub = Publisher(config.output_dir, generation)
+        pub = Publisher(config.output_dir, generation, owner=owner)
         try:
             pub.copy_query(con, "SELECT source, record_id, cluster_id FROM cluster_ids "
                                 "ORDER BY source, record_id", "clusters.csv")

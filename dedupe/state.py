@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -65,6 +66,16 @@ class StateLockedError(Exception):
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(SCHEMA)
+
+
+def state_id(con: duckdb.DuckDBPyConnection) -> str:
+    """This state database's identity, made once: it names the owner of an output folder."""
+    existing = get_meta(con, "state_id")
+    if existing:
+        return existing
+    new = uuid.uuid4().hex
+    set_meta(con, "state_id", new)
+    return new
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
@@ -222,5 +233,5 @@ def unchanged_inputs(con: duckdb.DuckDBPyConnection, inputs: dict) -> dict[str, 
     return {path: run_id for path, fp in inputs.items() if fp is not None and previous.get(path) == fp}
 
 
-__all__ = ["column_type", "ensure_schema", "RunLock", "StateLockedError", "begin_run", "finish_run", "list_runs",
+__all__ = ["column_type", "ensure_schema", "state_id", "RunLock", "StateLockedError", "begin_run", "finish_run", "list_runs",
            "last_generation", "get_meta", "set_meta", "input_fingerprints", "unchanged_inputs"]

@@ -393,3 +393,25 @@ def test_output_and_temp_folders_with_quotes_and_spaces_in_their_names(project):
     done = dedupe(project, "run", str(conf))
     assert done.returncode == 0, done.stderr
     assert (project / "o'brien out" / "clusters.csv").is_file()
+
+
+def test_a_second_state_publishing_into_the_same_output_folder_is_refused(project):
+    run(project)
+    before = {name: (project / "out" / name).read_bytes() for name in OUTPUTS}
+    conf = project / "demo.toml"
+    other = project / "other.toml"
+    other.write_text(conf.read_text(encoding="utf-8").replace('"out/state.duckdb"', '"other.duckdb"'),
+                     encoding="utf-8")
+    refused = dedupe(project, "run", str(other))
+    assert refused.returncode == 2
+    problem = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert len(problem) == 1 and "holds the runs of another state database" in problem[0]
+    assert {name: (project / "out" / name).read_bytes() for name in OUTPUTS} == before
+
+
+def test_run_folders_left_by_an_earlier_state_never_make_the_new_run_prune_itself(project):
+    for generation in range(10, 15):  # an earlier life of this folder, before the state was reset
+        (project / "out" / "runs" / str(generation)).mkdir(parents=True)
+    run(project)
+    assert (project / "out" / "latest").resolve() == (project / "out" / "runs" / "1").resolve()
+    assert (project / "out" / "clusters.csv").is_file()
