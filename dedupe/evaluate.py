@@ -74,8 +74,11 @@ def load_truth(con: duckdb.DuckDBPyConnection, truth: Path) -> None:
 
 
 def evaluate(output_dir: Path, truth: Path, worst: int = 10) -> dict:
-    clusters = output_dir / "clusters.csv"
-    pairs = output_dir / "pairs.parquet"
+    # One published run, resolved once: a run publishing meanwhile must not mix two runs' files.
+    latest = output_dir / "latest"
+    run_dir = latest.resolve() if latest.is_symlink() else output_dir
+    clusters = run_dir / "clusters.csv"
+    pairs = run_dir / "pairs.parquet"
     for p in (clusters, pairs):
         if not p.is_file():
             raise InputError(f"{p}: not found; run `dedupe run` first")
@@ -88,6 +91,9 @@ def evaluate(output_dir: Path, truth: Path, worst: int = 10) -> dict:
         SELECT c.source, c.record_id, c.cluster_id,
                coalesce(t.entity_id, 'unlabelled:' || c.source || ':' || c.record_id) AS entity_id
         FROM clusters c LEFT JOIN truth t USING (source, record_id)""")
+    labelled = con.execute("SELECT count(*) FROM clusters SEMI JOIN truth USING (source, record_id)").fetchall()[0][0]
+    if not labelled:
+        raise InputError(f"{truth}: labels none of the run's records; check its source names and record ids")
     result: dict = {"model_and_judge": _pair_metrics(con, "assignment")}
 
     # Blocking recall: true pairs that became candidates.

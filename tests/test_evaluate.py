@@ -57,3 +57,9 @@ def test_a_record_listed_twice_in_the_truth_is_refused_rather_than_counted_twice
         csv.writer(f).writerow(["b", "2", "e2"])
     with pytest.raises(InputError, match=r"record \(b, 2\) is listed 2 times"):
         evaluate(run_dir, run_dir / "truth.csv")
+
+
+def test_a_truth_file_that_labels_none_of_the_records_is_refused(run_dir):
+    _write(run_dir / "other.csv", ["source", "record_id", "entity_id"], [["crm", "1", "e1"]])
+    with pytest.raises(InputError, match="labels none of the run's records"):
+        evaluate(run_dir, run_dir / "other.csv")
