@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-GENERATIONAL = ("jr", "sr", "ii", "iii", "iv")
+from dedupe.compare import generation_sql
 
 
 @dataclass
@@ -94,8 +94,8 @@ def _identifier_sql(identifiers: tuple[str, ...], std_columns: set[str]) -> list
         col = f"{f}_clean" if f"{f}_clean" in std_columns else f
         if col in std_columns:
             exprs.append(f"CAST({col} AS VARCHAR)")
-    # Father and son: generational suffixes are an identifier too.
-    exprs.append(f"CASE WHEN name_suffix IN {GENERATIONAL!r} THEN name_suffix END")
+    # Father and son: generational suffixes are an identifier too ("jr" in "jr md" as well).
+    exprs.append(generation_sql("name_suffix"))
     return exprs
 
 

@@ -95,7 +95,9 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> None:
 # --------------------------------------------------------------------------------------------
 # the comparison library
 
-_GENERATIONAL = "('jr', 'sr', 'ii', 'iii', 'iv')"
+def generation_sql(suffix: str) -> str:
+    """The generational part of a name suffix ("jr" in "jr md"), or NULL."""
+    return f"nullif(regexp_extract(coalesce({suffix}, ''), '(^| )(jr|sr|ii|iii|iv)( |$)', 2), '')"
 
 
 def _name_comparison(name: str, col: str, phonetic: str | None = None, tf: bool = True,
@@ -170,19 +172,22 @@ MIDDLE_INITIAL = Comparison("middle_initial", _either_null("middle_initial"), (
 
 # Sr/Jr: a missing suffix on one side is common for the same person; two different generational
 # suffixes are strong evidence of two people (father and son).
+# Only the generational part counts ("jr md" is a junior who is also a doctor).
 NAME_SUFFIX = Comparison(
     "name_suffix",
-    f"(coalesce(l.name_suffix, '') NOT IN {_GENERATIONAL} AND coalesce(r.name_suffix, '') NOT IN {_GENERATIONAL})",
-    (("same generation", "l.name_suffix = r.name_suffix"),
-     ("one side only", "(l.name_suffix IS NULL OR r.name_suffix IS NULL OR "
-                       f"l.name_suffix NOT IN {_GENERATIONAL} OR r.name_suffix NOT IN {_GENERATIONAL})")),
+    f"({generation_sql('l.name_suffix')} IS NULL AND {generation_sql('r.name_suffix')} IS NULL)",
+    (("same generation", f"{generation_sql('l.name_suffix')} = {generation_sql('r.name_suffix')}"),
+     ("one side only", f"({generation_sql('l.name_suffix')} IS NULL OR {generation_sql('r.name_suffix')} IS NULL)")),
 )
 
 # A local part made of the person's own name ("jsmith", "john.smith") agrees whenever the names
 # agree, so it adds nothing the name comparisons have not already counted: namesakes share it too.
 # Only a local part that is *not* the name (a handle such as "wolfpack77") is evidence of its own.
-_HANDLE = ("(strpos(l.email_local_alnum, replace(l.last_clean, ' ', '')) = 0 AND "
-           "strpos(l.email_local_alnum, coalesce(l.first_clean, '~')) = 0)")
+# Both records' local parts against both records' names, so the level does not depend on which
+# record is on the left; a missing name never matches ('~').
+_NAMES = ("replace(l.last_clean, ' ', '')", "l.first_clean", "replace(r.last_clean, ' ', '')", "r.first_clean")
+_HANDLE = "(" + " AND ".join(f"strpos({side}.email_local_alnum, coalesce({name}, '~')) = 0"
+                             for side in ("l", "r") for name in _NAMES) + ")"
 
 # A shared mailbox or line (standardise flags them from the data: one address or number used
 # under two different names) says nothing about identity, so the pair counts as not comparable on

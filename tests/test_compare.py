@@ -79,3 +79,34 @@ def test_father_and_son_suffixes_conflict(scored_pair):
                          {"first_name": "Robert", "last_name": "Smith Jr"})
     assert labels["last_name"] == "exact"
     assert labels["name_suffix"] == "different"
+
+
+def test_a_junior_who_is_also_a_doctor_is_still_a_junior(scored_pair):
+    labels = scored_pair({"first_name": "Robert", "last_name": "Smith Jr. MD"},
+                         {"first_name": "Robert", "last_name": "Smith Sr."})
+    assert labels["name_suffix"] == "different"
+
+
+def test_the_email_level_does_not_depend_on_which_record_is_on_the_left(scored_pair):
+    kate = {"first_name": "Kate", "last_name": "Miller", "email": "katiem@acme.com"}
+    katie = {"first_name": "Katie", "last_name": "Miller", "email": "katiem@gmail.com"}
+    # "katiem" is spelt from Katie's own name: a name, not a handle, whichever side she is on.
+    assert scored_pair(kate, katie)["email"] == scored_pair(katie, kate)["email"] == "different"
+    nameless = {"first_name": "Katie", "email": "wolfpack77@gmail.com"}
+    named = {"first_name": "Katie", "last_name": "Miller", "email": "wolfpack77@outlook.com"}
+    assert scored_pair(nameless, named)["email"] == scored_pair(named, nameless)["email"] == \
+        "same handle, other domain"
+
+
+def test_a_record_without_a_first_name_does_not_make_a_personal_mailbox_shared(scored_pair):
+    labels = scored_pair({"first_name": "John", "last_name": "Smith", "email": "jsmith77@gmail.com",
+                          "phone": "+1 212 555 0142"},
+                         {"last_name": "Smith", "email": "jsmith77@gmail.com", "phone": "(212) 555-0142",
+                          "country": "US"})
+    assert labels["email"] == "exact personal" and labels["phone"] == "exact"
+
+
+def test_a_title_in_the_first_name_column_is_not_the_first_name(scored_pair):
+    labels = scored_pair({"first_name": "Dr. John", "last_name": "Smith"},
+                         {"first_name": "John", "last_name": "Smith"})
+    assert labels["first_name"] == "exact"

@@ -32,6 +32,7 @@ from pathlib import Path
 import duckdb
 
 from dedupe import decisions
+from dedupe.compare import generation_sql
 from dedupe.config import Config
 from dedupe.golden import golden_fields
 
@@ -39,7 +40,6 @@ LOW_CONFIDENCE = 0.8
 LARGE_CLUSTER = 5
 PAGE_SIZE = 50
 NEARBY_LIMIT = 10
-GENERATIONAL = ("jr", "sr", "ii", "iii", "iv")
 
 REASONS = {
     "review": "undecided review pair",
@@ -77,7 +77,7 @@ def identifier_exprs(config: Config, std_columns: set[str]) -> list[str]:
         if col in std_columns:
             exprs.append(f"CAST(s.{col} AS VARCHAR)")
     if "name_suffix" in std_columns:
-        exprs.append(f"CASE WHEN s.name_suffix IN {GENERATIONAL!r} THEN s.name_suffix END")
+        exprs.append(generation_sql("s.name_suffix"))
     return exprs
 
 

@@ -109,6 +109,7 @@ def _name_parts(full: str | None, first: str | None, middle: str | None, last: s
     else:
         if last:
             last, suffix = names.split_suffix(last)
+        first = names.strip_title(first)
         if first and not middle and " " in first.strip():
             # "John A." in a first-name column: the tail is a middle name or initial.
             head, _, tail = first.strip().partition(" ")
@@ -183,7 +184,7 @@ PLACE_FIELDS = ("street", "city", "postcode", "region")
 
 
 # Bump when a rule changes what a record standardises to: cached std rows are then rebuilt.
-STANDARDISE_VERSION = "3"
+STANDARDISE_VERSION = "4"
 
 
 def _signature(config: Config) -> str:
@@ -272,7 +273,9 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
     # used by records of two different people-looking names (different surname sound or first
     # initial) is an office line, a family mailbox or a role account. Matching must not treat it
     # as personal. Grouped once per value (not a window per row), so a night re-derives them cheaply.
-    person = "coalesce(first_initial, '') || '|' || coalesce(last_phonetic, '')"
+    # A record without a first or last name is nobody in particular here: it neither makes a
+    # value shared nor counts as a second person.
+    person = "first_initial || '|' || last_phonetic"
     # compare_key: everything a comparison of this record depends on (its content, the shared
     # flags, and the version of these rules). Comparisons are reused across nights for pairs whose
     # two compare_keys are unchanged.

@@ -234,13 +234,22 @@ def is_initial(first_clean: str | None) -> bool:
     return cleaned is not None and all(len(token) == 1 for token in cleaned.split())
 
 
+def strip_title(first: str | None) -> str | None:
+    """"Dr. John" in a first-name column is John: a leading title goes (a lone title stays)."""
+    if not first:
+        return first
+    head, _, tail = first.strip().partition(" ")
+    if tail.strip() and head.lower().rstrip(".") in _constants().titles:
+        return tail.strip()
+    return first
+
+
 def _canonical_suffixes(raw: str) -> str | None:
     tokens = [t.replace(".", "").lower() for t in re.split(r"[\s,]+", raw) if t.strip(".")]
     canon = [_SUFFIX_CANON.get(t, t) for t in tokens]
     return " ".join(canon) or None
 
 
-@cache
 @cache
 def _constants() -> Constants:
     constants = Constants()
