@@ -74,6 +74,18 @@ def crm_row(project: Path, record_id: str) -> dict:
                 if r["Contact ID"] == record_id)
 
 
+def refused(project: Path, *args: str) -> str:
+    """Run the CLI expecting exit 2; check it said one error line and left the outputs as they
+    were; return that line."""
+    before = {name: (project / "out" / name).read_bytes() for name in OUTPUTS}
+    done = dedupe(project, "run", *args)
+    assert done.returncode == 2, done.stderr
+    problem = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(problem) == 1 and "Traceback" not in done.stderr
+    assert {name: (project / "out" / name).read_bytes() for name in OUTPUTS} == before
+    return problem[0]
+
+
 def history(project: Path) -> list[dict]:
     return list(csv.DictReader((project / "out" / "id_history.csv").open()))
 
@@ -259,13 +271,9 @@ def test_a_truncated_export_is_refused_until_the_operator_allows_the_deletions(p
     (project / "crm.csv").write_text("".join(kept), encoding="utf-8")
     missing = len(lines) - len(kept)
 
-    refused = dedupe(project, "run", str(project / "demo.toml"))
-    assert refused.returncode == 2
-    problem = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
-    assert len(problem) == 1 and "Traceback" not in refused.stderr
-    assert "crm.csv" in problem[0] and f"{missing:,} of the {len(lines) - 1:,} records" in problem[0]
-    assert "max_deleted_share" in problem[0] and "--allow-deletions" in problem[0]
-    assert {name: (project / "out" / name).read_bytes() for name in OUTPUTS} == before
+    problem = refused(project, str(project / "demo.toml"))
+    assert "crm.csv" in problem and f"{missing:,} of the {len(lines) - 1:,} records" in problem
+    assert "max_deleted_share" in problem and "--allow-deletions" in problem
     runs = json.loads(dedupe(project, "runs", str(project / "demo.toml"), "--json").stdout)
     assert [(r["status"], r["exit_code"]) for r in runs] == [("ok", 0), ("failed", 2)]
 
@@ -304,16 +312,11 @@ def test_a_state_with_text_compare_keys_is_rebuilt_once_and_keeps_its_model(proj
 
 def test_a_source_dropped_or_renamed_in_the_config_is_refused_like_a_mass_deletion(project):
     run(project)
-    before = {name: (project / "out" / name).read_bytes() for name in OUTPUTS}
     conf = project / "demo.toml"
     conf.write_text(conf.read_text(encoding="utf-8").replace('name = "partner"', 'name = "partner_v2"'),
                     encoding="utf-8")
-    refused = dedupe(project, "run", str(conf))
-    assert refused.returncode == 2
-    problem = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
-    assert len(problem) == 1 and "source 'partner' is no longer configured" in problem[0]
-    assert "--allow-deletions" in problem[0]
-    assert {name: (project / "out" / name).read_bytes() for name in OUTPUTS} == before
+    problem = refused(project, str(conf))
+    assert "source 'partner' is no longer configured" in problem and "--allow-deletions" in problem
     assert dedupe(project, "run", str(conf), "--allow-deletions").returncode == 0
 
 
@@ -397,16 +400,11 @@ def test_output_and_temp_folders_with_quotes_and_spaces_in_their_names(project):
 
 def test_a_second_state_publishing_into_the_same_output_folder_is_refused(project):
     run(project)
-    before = {name: (project / "out" / name).read_bytes() for name in OUTPUTS}
     conf = project / "demo.toml"
     other = project / "other.toml"
     other.write_text(conf.read_text(encoding="utf-8").replace('"out/state.duckdb"', '"other.duckdb"'),
                      encoding="utf-8")
-    refused = dedupe(project, "run", str(other))
-    assert refused.returncode == 2
-    problem = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
-    assert len(problem) == 1 and "holds the runs of another state database" in problem[0]
-    assert {name: (project / "out" / name).read_bytes() for name in OUTPUTS} == before
+    assert "holds the runs of another state database" in refused(project, str(other))
 
 
 def test_run_folders_left_by_an_earlier_state_never_make_the_new_run_prune_itself(project):
