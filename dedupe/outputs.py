@@ -28,7 +28,7 @@ class Publisher:
     ``runs/<generation>/``). The last ``keep`` generations are kept.
     """
 
-    def __init__(self, output_dir: Path, generation: int, keep: int = 5, owner: str | None = None):
+    def __init__(self, output_dir: Path, generation: int, keep: int = 5, owner: dict | None = None):
         self.output_dir = output_dir
         self.generation = generation
         self.keep = keep
@@ -78,8 +78,8 @@ class Publisher:
                 tmp.unlink(missing_ok=True)
                 tmp.symlink_to(Path("latest") / name)
                 os.replace(tmp, top)
-        if self.owner and not (self.output_dir / OWNER_FILE).is_file():
-            _write_atomically(self.output_dir / OWNER_FILE, self.owner + "\n")
+        if self.owner and _read_owner(self.output_dir) != self.owner:
+            _write_atomically(self.output_dir / OWNER_FILE, json.dumps(self.owner) + "\n")
         self._prune()
         return final
 
@@ -106,13 +106,26 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def foreign_owner(output_dir: Path, owner: str) -> str | None:
-    """A problem line when ``output_dir`` holds the outputs of another state database."""
-    marker = output_dir / OWNER_FILE
-    if marker.is_file() and marker.read_text(encoding="utf-8").strip() != owner:
+def _read_owner(output_dir: Path) -> dict | None:
+    try:
+        owner = json.loads((output_dir / OWNER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def foreign_owner(output_dir: Path, owner: dict) -> str | None:
+    """A problem line when ``output_dir`` holds the outputs of another state database.
+
+    ``owner`` is ``{"state_id": ..., "state_path": ...}``. The folder is this state's when either
+    matches: a state started afresh at the same path (its file deleted) and a project folder
+    moved elsewhere both keep their outputs; another config's state matches neither."""
+    previous = _read_owner(output_dir)
+    if previous and previous.get("state_id") != owner["state_id"] \
+            and previous.get("state_path") != owner["state_path"]:
         return (f"{output_dir}: this output folder holds the runs of another state database "
-                f"({marker} names it); give each config its own output_dir, or delete that file "
-                f"if the old outputs may be overwritten")
+                f"({previous.get('state_path')}, named in {output_dir / OWNER_FILE}); give each config "
+                f"its own output_dir, or delete that file if the old outputs may be overwritten")
     return None
 
 

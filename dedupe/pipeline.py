@@ -414,7 +414,7 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
          full: bool, retrain: bool, allow_deletions: bool, unchanged_inputs: list[str]) -> RunResult:
     started = datetime.now(timezone.utc)
     timer = _Timer(log)
-    owner = state.state_id(con)
+    owner = {"state_id": state.state_id(con), "state_path": str(config.state.resolve())}
     problem = foreign_owner(config.output_dir, owner)
     if problem:
         raise InputError(problem)

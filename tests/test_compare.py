@@ -110,3 +110,11 @@ def test_a_title_in_the_first_name_column_is_not_the_first_name(scored_pair):
     labels = scored_pair({"first_name": "Dr. John", "last_name": "Smith"},
                          {"first_name": "John", "last_name": "Smith"})
     assert labels["first_name"] == "exact"
+
+
+def test_one_person_under_a_nickname_and_the_full_name_keeps_a_personal_mailbox(scored_pair):
+    labels = scored_pair({"first_name": "Robert", "last_name": "Lee", "email": "rlee1970@gmail.com",
+                          "phone": "+1 212 555 0177"},
+                         {"first_name": "Bob", "last_name": "Lee", "email": "rlee1970@gmail.com",
+                          "phone": "(212) 555-0177", "country": "US"})
+    assert labels["email"] == "exact personal" and labels["phone"] == "exact"

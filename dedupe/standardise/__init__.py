@@ -183,6 +183,10 @@ def _exact_part(value: str | None) -> tuple:
 PLACE_FIELDS = ("street", "city", "postcode", "region")
 
 
+# Above this many records, a value's shared flag comes from initials and surname sounds alone:
+# checking every pair of a large group (an office line) would grow with its square.
+SHARED_PAIRWISE_MAX = 20
+
 # Bump when a rule changes what a record standardises to: cached std rows are then rebuilt.
 STANDARDISE_VERSION = "4"
 
@@ -270,12 +274,29 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
                 f"{' '.join(joins)}")
     counts = {"standardised": con.execute("SELECT count(*) FROM std_base").fetchall()[0][0], "reused": 0}
     # Shared contact points, learnt from the data rather than from a list: a phone or an email
-    # used by records of two different people-looking names (different surname sound or first
-    # initial) is an office line, a family mailbox or a role account. Matching must not treat it
-    # as personal. Grouped once per value (not a window per row), so a night re-derives them cheaply.
-    # A record without a first or last name is nobody in particular here: it neither makes a
-    # value shared nor counts as a second person.
+    # used by records of two different people-looking names (different surname sound, or first
+    # names of different initials and different nickname families) is an office line, a family
+    # mailbox or a role account. Matching must not treat it as personal. A record without a first
+    # or last name is nobody in particular here: it neither makes a value shared nor counts as a
+    # second person. Values with a few records are checked pair by pair (Bob and Robert Lee are one
+    # person); the rare value with more is judged by initial and surname sound alone.
     person = "first_initial || '|' || last_phonetic"
+
+    def shared(table: str, col: str) -> str:
+        return f"""
+            WITH named AS (
+                SELECT rid, {col} AS v, first_initial, last_phonetic, first_family FROM {table} n
+                WHERE {col} IS NOT NULL AND first_initial IS NOT NULL AND last_phonetic IS NOT NULL
+            ), candidates AS (
+                SELECT v, count(*) AS n FROM named GROUP BY v HAVING count(DISTINCT {person}) > 1
+            )
+            SELECT v FROM candidates WHERE n > {SHARED_PAIRWISE_MAX}
+            UNION
+            SELECT a.v FROM named a
+            JOIN candidates c ON c.v = a.v AND c.n <= {SHARED_PAIRWISE_MAX}
+            JOIN named b ON b.v = a.v AND a.rid < b.rid
+            WHERE NOT (a.last_phonetic = b.last_phonetic
+                       AND (a.first_initial = b.first_initial OR list_has_any(a.first_family, b.first_family)))"""
     # compare_key: everything a comparison of this record depends on (its content, the shared
     # flags, and the version of these rules). Comparisons are reused across nights for pairs whose
     # two compare_keys are unchanged.
@@ -286,13 +307,11 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
 
     def flagged(table: str) -> str:
         return f"""
-            SELECT t.*, sp.phone IS NOT NULL AS phone_shared,
-                   t.email_key IS NOT NULL AND (t.email_is_role OR se.email_key IS NOT NULL) AS email_shared
+            SELECT t.*, sp.v IS NOT NULL AS phone_shared,
+                   t.email_key IS NOT NULL AND (t.email_is_role OR se.v IS NOT NULL) AS email_shared
             FROM {table} t
-            LEFT JOIN (SELECT phone FROM {table} WHERE phone IS NOT NULL GROUP BY phone
-                       HAVING count(DISTINCT {person}) > 1) sp ON sp.phone = t.phone
-            LEFT JOIN (SELECT email_key FROM {table} WHERE email_key IS NOT NULL GROUP BY email_key
-                       HAVING count(DISTINCT {person}) > 1) se ON se.email_key = t.email_key"""
+            LEFT JOIN ({shared(table, 'phone')}) sp ON sp.v = t.phone
+            LEFT JOIN ({shared(table, 'email_key')}) se ON se.v = t.email_key"""
 
     if not reuse:
         con.execute(f"""CREATE OR REPLACE TABLE std AS
@@ -311,7 +330,8 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
             SELECT rid, phone_shared, email_shared, {compare_key} AS compare_key
             FROM (SELECT f.rid, f.content_hash, f.phone_shared, f.email_shared
                   FROM ({flagged("(SELECT rid, content_hash, phone, email_key, email_is_role, first_initial, "
-                                 "last_phonetic, phone_shared AS old_phone_shared, email_shared AS old_email_shared, "
+                                 "last_phonetic, first_family, phone_shared AS old_phone_shared, "
+                                 "email_shared AS old_email_shared, "
                                  "compare_key AS old_compare_key FROM std)")}) f
                   WHERE f.old_compare_key IS NULL OR f.phone_shared <> f.old_phone_shared
                      OR f.email_shared <> f.old_email_shared)""")

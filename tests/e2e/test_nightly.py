@@ -413,3 +413,9 @@ def test_run_folders_left_by_an_earlier_state_never_make_the_new_run_prune_itsel
     run(project)
     assert (project / "out" / "latest").resolve() == (project / "out" / "runs" / "1").resolve()
     assert (project / "out" / "clusters.csv").is_file()
+
+
+def test_a_state_started_afresh_at_the_same_path_keeps_publishing_into_its_folder(project):
+    run(project)
+    (project / "out" / "state.duckdb").unlink()  # "start over": the outputs stay
+    assert run(project)["generation"] == 1
