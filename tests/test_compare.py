@@ -118,3 +118,9 @@ def test_one_person_under_a_nickname_and_the_full_name_keeps_a_personal_mailbox(
                          {"first_name": "Bob", "last_name": "Lee", "email": "rlee1970@gmail.com",
                           "phone": "(212) 555-0177", "country": "US"})
     assert labels["email"] == "exact personal" and labels["phone"] == "exact"
+
+
+def test_a_personal_mailbox_outlives_a_married_name_change(scored_pair):
+    labels = scored_pair({"first_name": "Ann", "last_name": "Lee", "email": "annie.l82@gmail.com"},
+                         {"first_name": "Ann", "last_name": "Park", "email": "annie.l82@gmail.com"})
+    assert labels["email"] == "exact personal"
