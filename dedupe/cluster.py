@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from dedupe.compare import generation_sql
-
 
 @dataclass
 class ClusterReport:
@@ -94,8 +92,9 @@ def _identifier_sql(identifiers: tuple[str, ...], std_columns: set[str]) -> list
         col = f"{f}_clean" if f"{f}_clean" in std_columns else f
         if col in std_columns:
             exprs.append(f"CAST({col} AS VARCHAR)")
-    # Father and son: generational suffixes are an identifier too ("jr" in "jr md" as well).
-    exprs.append(generation_sql("name_suffix"))
+    # Father and son: the generational part of a suffix is an identifier too.
+    if "name_generation" in std_columns:
+        exprs.append("name_generation")
     return exprs
 
 

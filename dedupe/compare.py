@@ -95,11 +95,6 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> None:
 # --------------------------------------------------------------------------------------------
 # the comparison library
 
-def generation_sql(suffix: str) -> str:
-    """The generational part of a name suffix ("jr" in "jr md"), or NULL."""
-    return f"nullif(regexp_extract(coalesce({suffix}, ''), '(^| )(jr|sr|ii|iii|iv)( |$)', 2), '')"
-
-
 def _name_comparison(name: str, col: str, phonetic: str | None = None, tf: bool = True,
                      swapped_with: str | None = None) -> Comparison:
     fuzzy_2 = f"jaro_winkler_similarity(l.{col}, r.{col}) >= 0.85"
@@ -172,12 +167,12 @@ MIDDLE_INITIAL = Comparison("middle_initial", _either_null("middle_initial"), (
 
 # Sr/Jr: a missing suffix on one side is common for the same person; two different generational
 # suffixes are strong evidence of two people (father and son).
-# Only the generational part counts ("jr md" is a junior who is also a doctor).
+# Only the generational part counts (standardise keeps it apart: "jr md" is a junior doctor).
 NAME_SUFFIX = Comparison(
     "name_suffix",
-    f"({generation_sql('l.name_suffix')} IS NULL AND {generation_sql('r.name_suffix')} IS NULL)",
-    (("same generation", f"{generation_sql('l.name_suffix')} = {generation_sql('r.name_suffix')}"),
-     ("one side only", f"({generation_sql('l.name_suffix')} IS NULL OR {generation_sql('r.name_suffix')} IS NULL)")),
+    "(l.name_generation IS NULL AND r.name_generation IS NULL)",
+    (("same generation", "l.name_generation = r.name_generation"),
+     ("one side only", "(l.name_generation IS NULL OR r.name_generation IS NULL)")),
 )
 
 # A local part made of the person's own name ("jsmith", "john.smith") agrees whenever the names

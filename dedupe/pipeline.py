@@ -180,10 +180,9 @@ def _review_table(con: duckdb.DuckDBPyConnection) -> None:
             cols.append(f"CAST({side}.{f} AS VARCHAR) AS {side}_{f}")
     # Within the run only (a resumed run rebuilds it): a temp table, which skips the compression
     # a stored one costs. States from before keep a stored copy; it goes.
-    stored = con.execute("SELECT database_name FROM duckdb_tables() WHERE table_name = 'review_pairs' "
-                         "AND NOT temporary AND database_name = current_database()").fetchall()
-    if stored:
-        con.execute(f'DROP TABLE "{stored[0][0]}".main.review_pairs')
+    # (Qualified by the database: an unqualified name would reach the temp table first.)
+    database = con.execute("SELECT current_database()").fetchall()[0][0]
+    con.execute(f'DROP TABLE IF EXISTS "{database}".main.review_pairs')
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE review_pairs AS
         SELECT l.source || ':' || l.record_id || '~' || r.source || ':' || r.record_id AS pair_key,

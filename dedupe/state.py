@@ -78,20 +78,21 @@ def state_id(con: duckdb.DuckDBPyConnection) -> str:
     return new
 
 
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    """(name, type) of each column of a persistent table of the state, in order; [] when there is
+    no such table (a state written before the table, or before a column, existed)."""
+    return con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' "
+        "AND database_name = current_database() ORDER BY column_index", [table]).fetchall()
+
+
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    """The columns of a persistent table of the state, in order; [] when there is no such table
-    (a state written before the table, or before a column, existed)."""
-    return [r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' "
-        "AND database_name = current_database() ORDER BY column_index", [table]).fetchall()]
+    return [name for name, _ in _columns(con, table)]
 
 
 def column_type(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str | None:
     """The SQL type of a column of a persistent table of the state, or None when it does not exist."""
-    rows = con.execute(
-        "SELECT data_type FROM duckdb_columns() WHERE table_name = ? AND column_name = ? "
-        "AND schema_name = 'main' AND database_name = current_database()", [table, column]).fetchall()
-    return rows[0][0] if rows else None
+    return dict(_columns(con, table)).get(column)
 
 
 def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -9,7 +9,7 @@ def _graph(links, n=12, dob=None, suffix=None):
     suffix = suffix or {}
     rows = ", ".join(f"({i}, {repr(dob[i]) if i in dob else 'NULL'}, "
                      f"{repr(suffix[i]) if i in suffix else 'NULL'})" for i in range(1, n + 1))
-    con.execute(f"CREATE TABLE std AS SELECT * FROM (VALUES {rows}) t(rid, date_of_birth, name_suffix)")
+    con.execute(f"CREATE TABLE std AS SELECT * FROM (VALUES {rows}) t(rid, date_of_birth, name_generation)")
     con.execute("CREATE TABLE links (rid_l BIGINT, rid_r BIGINT, match_probability DOUBLE, strong BOOLEAN)")
     if links:
         con.executemany("INSERT INTO links VALUES (?, ?, ?, ?)", links)

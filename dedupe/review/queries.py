@@ -32,7 +32,6 @@ from pathlib import Path
 import duckdb
 
 from dedupe import decisions
-from dedupe.compare import generation_sql
 from dedupe.config import Config
 from dedupe.golden import golden_fields
 
@@ -76,8 +75,8 @@ def identifier_exprs(config: Config, std_columns: set[str]) -> list[str]:
         col = f"{name}_clean" if f"{name}_clean" in std_columns else name
         if col in std_columns:
             exprs.append(f"CAST(s.{col} AS VARCHAR)")
-    if "name_suffix" in std_columns:
-        exprs.append(generation_sql("s.name_suffix"))
+    if "name_generation" in std_columns:
+        exprs.append("s.name_generation")
     return exprs
 
 

@@ -118,7 +118,7 @@ def _name_parts(full: str | None, first: str | None, middle: str | None, last: s
     last_c = names.clean_name(last)
     middle_c = names.clean_name(middle)
     return (
-        first, middle, last, suffix,
+        first, middle, last, suffix, names.generation(suffix),
         first_c, middle_c[:1] if middle_c else None, last_c,
         names.first_name_family(first_c) if first_c else None,
         first_c[:1] if first_c else None,
@@ -128,7 +128,7 @@ def _name_parts(full: str | None, first: str | None, middle: str | None, last: s
 
 NAME_OUTPUTS = {
     "first_name": pa.string(), "middle_name": pa.string(), "last_name": pa.string(),
-    "name_suffix": pa.string(), "first_clean": pa.string(), "middle_initial": pa.string(),
+    "name_suffix": pa.string(), "name_generation": pa.string(), "first_clean": pa.string(), "middle_initial": pa.string(),
     "last_clean": pa.string(), "first_family": pa.list_(pa.string()), "first_initial": pa.string(),
     "last_phonetic": pa.string(), "first_phonetic": pa.string(),
 }
@@ -188,7 +188,7 @@ PLACE_FIELDS = ("street", "city", "postcode", "region")
 SHARED_PAIRWISE_MAX = 20
 
 # Bump when a rule changes what a record standardises to: cached std rows are then rebuilt.
-STANDARDISE_VERSION = "4"
+STANDARDISE_VERSION = "5"
 
 
 def _signature(config: Config) -> str:
@@ -251,7 +251,7 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
     selects = [
         "r.rid", "r.source", "r.record_id", "r.content_hash",
         # display values (golden records)
-        "n.first_name", "n.middle_name", "n.last_name", "n.name_suffix",
+        "n.first_name", "n.middle_name", "n.last_name", "n.name_suffix", "n.name_generation",
         "e.email_display AS email", "p.phone_e164 AS phone", "r.company", "r.title",
         "r.street", "r.city", "r.postcode", "r.region", "k.country_code AS country",
         "r.date_of_birth", "r.updated_at",

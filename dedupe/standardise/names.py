@@ -234,6 +234,14 @@ def is_initial(first_clean: str | None) -> bool:
     return cleaned is not None and all(len(token) == 1 for token in cleaned.split())
 
 
+GENERATIONAL = frozenset({"jr", "sr", "ii", "iii", "iv"})
+
+
+def generation(suffix: str | None) -> str | None:
+    """The generational part of a canonical suffix ("jr" in "jr md"): father and son differ in it."""
+    return next((t for t in (suffix or "").split() if t in GENERATIONAL), None)
+
+
 def strip_title(first: str | None) -> str | None:
     """"Dr. John" in a first-name column is John: a leading title goes (a lone title stays)."""
     if not first:
