@@ -96,11 +96,11 @@ class Thresholds:
     # model's probabilities are not calibrated at either end: pairs at p 0.2-0.5 are ~17-30% true
     # matches (worth a judge's look), pairs at p 0.99-0.995 ~5% false (cheaper to link than review).
     match: float = 0.99  # at or above: link, decided
-    review: float = 0.20  # at or above (and below match): ambiguous, sent to the judge
+    review: float = 0.1  # at or above (and below match): ambiguous, sent to the judge
     fallback: float = 0.95  # without a verdict, review pairs at or above this are linked (weakly)
     require_name_agreement: bool = True  # first AND last name both different: never a model link
     # At most this many review pairs per 100 input records (the judge's bill scales with it): when
-    # the band holds more, the pairs nearest p = 0.5 stay and the rest are decided by the model.
+    # the band holds more, the likeliest pairs stay and the rest are decided by the model.
     review_budget: float | None = 5.0
 
 

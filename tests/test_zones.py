@@ -7,7 +7,7 @@ import math
 import duckdb
 
 from dedupe.config import Thresholds
-from dedupe.pipeline import _cap_review_band, _links
+from dedupe.pipeline import _cap_review_band, _links, _skip_redundant_review
 
 
 class _Config:  # _links reads only the thresholds
@@ -28,16 +28,73 @@ def _band(pairs: list[tuple[int, int, float]], records: int, analyst: list[tuple
     return con
 
 
-def test_over_budget_the_pairs_nearest_even_odds_stay_and_the_rest_fall_back():
+def test_over_budget_the_likeliest_pairs_stay_and_the_rest_fall_back():
     # 200 records at 1 pair per 100: room for two review pairs out of five.
     con = _band([(1, 2, 0.52), (3, 4, 0.97), (5, 6, 0.45), (7, 8, 0.25), (9, 10, 0.60)], 200)
     cut = _cap_review_band(con, Thresholds(review_budget=1))
     assert cut == 3
     rows = dict(((a, b), (d, o)) for a, b, d, o in con.execute(
         "SELECT rid_l, rid_r, decision, over_budget FROM zoned_pairs").fetchall())
-    assert rows[(1, 2)] == ("review", False) and rows[(5, 6)] == ("review", False)
-    assert rows[(3, 4)] == ("match", True)  # at or above the fallback threshold (0.95)
-    assert rows[(7, 8)] == ("non_match", True) and rows[(9, 10)] == ("non_match", True)
+    # Unjudged, the 0.97 pair would be linked: it is the one a wrong link would cost most.
+    assert rows[(3, 4)] == ("review", False) and rows[(9, 10)] == ("review", False)
+    assert rows[(1, 2)] == rows[(5, 6)] == rows[(7, 8)] == ("non_match", True)
+
+
+def test_a_cut_pair_at_or_above_the_fallback_is_linked_weakly():
+    con = _band([(1, 2, 0.99), (3, 4, 0.98), (5, 6, 0.96)], 100)
+    assert _cap_review_band(con, Thresholds(review_budget=1)) == 2
+    rows = dict(((a, b), (d, o)) for a, b, d, o in con.execute(
+        "SELECT rid_l, rid_r, decision, over_budget FROM zoned_pairs").fetchall())
+    assert rows == {(1, 2): ("review", False), (3, 4): ("match", True), (5, 6): ("match", True)}
+
+
+def _zoned(pairs: list[tuple[int, int, float, str]], analyst: list[tuple[int, int]] = ()):
+    con = duckdb.connect()
+    con.execute("CREATE TABLE zoned_pairs (rid_l BIGINT, rid_r BIGINT, match_probability DOUBLE, "
+                "match_weight DOUBLE, decision VARCHAR, judge_skipped BOOLEAN)")
+    for a, b, p, decision in pairs:
+        con.execute("INSERT INTO zoned_pairs VALUES (?, ?, ?, ?, ?, false)",
+                    [a, b, p, math.log2(p / (1 - p)), decision])
+    con.execute("CREATE TABLE analyst_pairs (rid_l BIGINT, rid_r BIGINT, kind VARCHAR)")
+    for a, b in analyst:
+        con.execute("INSERT INTO analyst_pairs VALUES (?, ?, 'cannot_link')", [a, b])
+    return con
+
+
+def _sent(con) -> set[tuple[int, int]]:
+    return set(con.execute("SELECT rid_l, rid_r FROM zoned_pairs WHERE decision = 'review'").fetchall())
+
+
+def test_the_judge_is_asked_once_per_pair_of_clusters():
+    # Clusters {1, 2} and {3, 4} by the model's matches; three review pairs between them.
+    con = _zoned([(1, 2, 0.999, "match"), (3, 4, 0.999, "match"),
+                  (1, 3, 0.40, "review"), (2, 4, 0.70, "review"), (1, 4, 0.30, "review"),
+                  (5, 6, 0.30, "review")])
+    assert _skip_redundant_review(con, Thresholds()) == 2
+    assert _sent(con) == {(2, 4), (5, 6)}  # the strongest between the two clusters, and a lone pair
+    skipped = con.execute("SELECT rid_l, rid_r, decision FROM zoned_pairs WHERE judge_skipped").fetchall()
+    assert sorted(skipped) == [(1, 3, "non_match"), (1, 4, "non_match")]
+
+
+def test_a_review_pair_the_matches_already_join_is_not_sent():
+    con = _zoned([(1, 2, 0.999, "match"), (2, 3, 0.999, "match"), (1, 3, 0.30, "review")])
+    assert _skip_redundant_review(con, Thresholds()) == 1
+    assert _sent(con) == set()
+
+
+def test_pairs_the_fallback_would_link_are_always_sent():
+    # Unjudged, a pair at or above the fallback is linked: its own verdict matters.
+    con = _zoned([(1, 2, 0.999, "match"), (3, 4, 0.999, "match"), (1, 3, 0.97, "review"),
+                  (2, 4, 0.96, "review"), (2, 3, 0.50, "review"), (5, 6, 0.999, "match"), (5, 7, 0.98, "review")])
+    assert _skip_redundant_review(con, Thresholds()) == 1
+    assert _sent(con) == {(1, 3), (2, 4), (5, 7)}
+
+
+def test_pairs_an_analyst_decided_are_left_to_the_analyst():
+    con = _zoned([(1, 2, 0.999, "match"), (3, 4, 0.999, "match"), (1, 3, 0.60, "review"),
+                  (2, 4, 0.40, "review")], analyst=[(1, 3)])
+    assert _skip_redundant_review(con, Thresholds()) == 0  # (2, 4) is the strongest the judge may see
+    assert _sent(con) == {(1, 3), (2, 4)}
 
 
 def test_pairs_an_analyst_decided_do_not_use_up_the_budget():

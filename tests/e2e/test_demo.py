@@ -64,7 +64,7 @@ def test_demo_run_without_a_key_meets_quality_and_says_what_it_skipped(tmp_path)
     assert golden == (crosswalk[2], n_records)
 
 
-def test_review_budget_keeps_the_pairs_nearest_even_odds_and_lets_the_model_decide_the_rest(tmp_path):
+def test_review_budget_keeps_the_likeliest_pairs_and_lets_the_model_decide_the_rest(tmp_path):
     # A budget of 1 review pair per 100 records, far below what the demo's band holds.
     config = _config(tmp_path, "[thresholds]\nreview_budget = 1\n")
     done = _dedupe("run", str(config))
@@ -76,13 +76,13 @@ def test_review_budget_keeps_the_pairs_nearest_even_odds_and_lets_the_model_deci
     assert report["review_cut_by_budget"] > 0
     con = duckdb.connect()
     pairs = f"'{tmp_path / 'out' / 'pairs.parquet'}'"
-    kept = con.execute(f"SELECT max(abs(match_weight)) FROM {pairs} WHERE decision = 'review'").fetchall()[0][0]
-    # Every pair the cap took out of the band is marked, was further from p = 0.5 than every pair
-    # it kept, and was decided by the model at the fallback threshold.
+    kept = con.execute(f"SELECT min(match_probability) FROM {pairs} WHERE decision = 'review'").fetchall()[0][0]
+    # Every pair the cap took out of the band is marked, was less likely than every pair it kept,
+    # and was decided by the model at the fallback threshold.
     cut = con.execute(f"""
-        SELECT count(*), min(abs(match_weight)), bool_and((decision = 'match') = (match_probability >= 0.95))
+        SELECT count(*), max(match_probability), bool_and((decision = 'match') = (match_probability >= 0.95))
         FROM {pairs} WHERE over_budget""").fetchall()[0]
-    assert cut[0] == report["review_cut_by_budget"] and cut[1] >= kept and cut[2]
+    assert cut[0] == report["review_cut_by_budget"] and cut[1] <= kept and cut[2]
 
 
 def _truth_responder(config: Path):
