@@ -94,8 +94,9 @@ class Thresholds:
     # Chosen on the generator's fixtures, 2 x 50k (seed 11) and 2 x 100k (seed 3), for the best F1
     # a correct judge could reach within ~5 review pairs per 100 records (README, "Zones"). The
     # model's probabilities are not calibrated at either end: pairs at p 0.2-0.5 are ~17-30% true
-    # matches (worth a judge's look), pairs at p 0.99-0.995 ~5% false (cheaper to link than review).
-    match: float = 0.99  # at or above: link, decided
+    # matches (worth a judge's look), pairs at p 0.99-0.995 ~5% false (also worth a look, now that
+    # the budget is not spent on pairs whose verdict cannot change a cluster).
+    match: float = 0.995  # at or above: link, decided
     review: float = 0.1  # at or above (and below match): ambiguous, sent to the judge
     fallback: float = 0.95  # without a verdict, review pairs at or above this are linked (weakly)
     require_name_agreement: bool = True  # first AND last name both different: never a model link
