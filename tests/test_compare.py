@@ -124,3 +124,21 @@ def test_a_personal_mailbox_outlives_a_married_name_change(scored_pair):
     labels = scored_pair({"first_name": "Ann", "last_name": "Lee", "email": "annie.l82@gmail.com"},
                          {"first_name": "Ann", "last_name": "Park", "email": "annie.l82@gmail.com"})
     assert labels["email"] == "exact personal"
+
+
+def test_a_married_name_keeps_the_work_line_and_mailbox(scored_pair):
+    labels = scored_pair({"first_name": "Betty", "last_name": "Wells", "email": "bwells@smithdesigns.com",
+                          "phone": "+1 212 555 0131"},
+                         {"first_name": "Betty", "last_name": "Reed", "email": "bwells@smithdesigns.com",
+                          "phone": "(212) 555-0131", "country": "US"})
+    assert labels["email"] == "exact personal" and labels["phone"] == "exact"
+
+
+def test_a_line_two_people_answer_is_shared(scored_pair):
+    # Colleagues on the office line: different first names, so neither record owns it. A bare
+    # initial is no first name to tell apart from another surname.
+    colleagues = scored_pair({"first_name": "Betty", "last_name": "Wells", "phone": "+1 212 555 0100"},
+                             {"first_name": "Mark", "last_name": "Reed", "phone": "(212) 555-0100", "country": "US"})
+    initial = scored_pair({"first_name": "B", "last_name": "Wells", "phone": "+1 212 555 0100"},
+                          {"first_name": "Betty", "last_name": "Reed", "phone": "(212) 555-0100", "country": "US"})
+    assert colleagues["phone"] == initial["phone"] == "missing"

@@ -289,7 +289,7 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
     def shared(table: str, col: str) -> str:
         return f"""
             WITH named AS (
-                SELECT rid, {col} AS v, first_clean, first_initial, last_phonetic, first_family FROM {table} n
+                SELECT rid, {col} AS v, first_initial, last_phonetic, first_family FROM {table} n
                 WHERE {col} IS NOT NULL AND first_initial IS NOT NULL AND last_phonetic IS NOT NULL
             ), candidates AS (
                 SELECT v, count(*) AS n FROM named GROUP BY v HAVING count(DISTINCT {person}) > 1
@@ -300,9 +300,7 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
             JOIN candidates c ON c.v = a.v AND c.n <= {SHARED_PAIRWISE_MAX}
             JOIN named b ON b.v = a.v AND a.rid < b.rid
             WHERE NOT (list_has_any(a.first_family, b.first_family)
-                       OR (a.first_initial = b.first_initial
-                           AND (a.last_phonetic = b.last_phonetic
-                                OR length(a.first_clean) = 1 OR length(b.first_clean) = 1)))"""
+                       OR (a.first_initial = b.first_initial AND a.last_phonetic = b.last_phonetic))"""
     # compare_key: everything a comparison of this record depends on (its content, the shared
     # flags, and the version of these rules). Comparisons are reused across nights for pairs whose
     # two compare_keys are unchanged.
@@ -336,7 +334,7 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
             SELECT rid, phone_shared, email_shared, {compare_key} AS compare_key
             FROM (SELECT f.rid, f.content_hash, f.phone_shared, f.email_shared
                   FROM ({flagged("(SELECT rid, content_hash, phone, email_key, email_is_role, first_initial, "
-                                 "first_clean, last_phonetic, first_family, phone_shared AS old_phone_shared, "
+                                 "last_phonetic, first_family, phone_shared AS old_phone_shared, "
                                  "email_shared AS old_email_shared, "
                                  "compare_key AS old_compare_key FROM std)")}) f
                   WHERE f.old_compare_key IS NULL OR f.phone_shared <> f.old_phone_shared
