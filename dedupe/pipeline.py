@@ -137,7 +137,7 @@ def _zones(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
                        ELSE 'non_match' END AS decision,
                'model' AS decided_by, false AS over_budget
         FROM scored""")
-    con.execute("DROP TABLE scored")
+    con.execute("DROP VIEW scored")
     return _cap_review_band(con, t)
 
 
@@ -320,7 +320,7 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
         params, trained = _model(con, config, comparisons, retrain)
         reuse["model"] = "trained" if trained else "reused"
     with timer.stage("score"):
-        model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment)
+        model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment, as_view=True)
         reuse["analyst_decisions"] = _analyst_pairs(con)
         review_cut = _zones(con, config, comparisons)
         _review_table(con)
