@@ -246,10 +246,14 @@ def _weight_case(c: Comparison, params: ModelParams) -> str:
 
 
 def score(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], params: ModelParams,
-          levels_table: str, out_table: str, tf_adjustment: bool = True) -> None:
-    """Write ``out_table``: the levels plus ``match_weight`` and ``match_probability``."""
+          levels_table: str, out_table: str, tf_adjustment: bool = True, as_view: bool = False) -> None:
+    """Write ``out_table``: the levels plus ``match_weight`` and ``match_probability``.
+
+    ``as_view``: a TEMP VIEW instead of a table, for a caller that reads the scores once (it saves
+    writing every pair one more time)."""
     terms = [f"{math.log2(params.prior / (1 - params.prior))!r}::DOUBLE"]
     joins = []
+    ctes = []
     tf_comparisons = [c for c in comparisons if c.tf_column and tf_adjustment]
     for c in comparisons:
         terms.append(_weight_case(c, params))
@@ -257,10 +261,9 @@ def score(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], params:
         joins.append("JOIN std l ON l.rid = c.rid_l")
     for c in tf_comparisons:
         col = c.tf_column
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE tf_{c.name} AS
+        ctes.append(f"""tf_{c.name} AS (
             SELECT {col} AS value, count(*) / sum(count(*)) OVER () AS tf
-            FROM std WHERE {col} IS NOT NULL GROUP BY {col}""")
+            FROM std WHERE {col} IS NOT NULL GROUP BY {col})""")
         u_exact = params.u[c.name][c.exact_level]
         joins.append(f"LEFT JOIN tf_{c.name} ON tf_{c.name}.value = l.{col} AND c.{c.name} = {c.exact_level}")
         # log2(u_exact / tf): negative for common values, capped positive for rare ones. (DuckDB's
@@ -269,16 +272,15 @@ def score(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], params:
                      f"/ tf_{c.name}.tf), {math.log2(MAX_TF_BOOST)!r}::DOUBLE) END)")
     weight = " + ".join(terms)
     level_cols = ", ".join(f"c.{c.name}" for c in comparisons)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {out_table} AS
-        WITH weighted AS (
+    ctes.append(f"""weighted AS (
             SELECT c.rid_l, c.rid_r, {level_cols}, {weight} AS match_weight
             FROM {levels_table} c {' '.join(joins)}
-        )
+        )""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP {'VIEW' if as_view else 'TABLE'} {out_table} AS
+        WITH {', '.join(ctes)}
         SELECT *, 1.0 / (1.0 + pow(2.0, -greatest(least(match_weight, 60), -60))) AS match_probability
         FROM weighted""")
-    for c in tf_comparisons:
-        con.execute(f"DROP TABLE tf_{c.name}")
 
 
 __all__ = ["ModelParams", "train", "score", "estimate_u", "estimate_m", "MAX_TF_BOOST"]

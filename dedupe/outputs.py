@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import duckdb
@@ -36,6 +37,7 @@ class Publisher:
         (output_dir / "runs").mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
         self.files: list[str] = []
+        self._background: list[_BackgroundCopy] = []
 
     def path(self, name: str) -> Path:
         self.files.append(name)
@@ -47,10 +49,32 @@ class Publisher:
         return self.staging / name
 
     def copy_query(self, con: duckdb.DuckDBPyConnection, query: str, name: str) -> None:
+        con.execute(self._copy_sql(query, name))
+
+    def copy_query_in_background(self, con: duckdb.DuckDBPyConnection, query: str, name: str) -> None:
+        """``copy_query`` on a cursor of its own, in a thread: DuckDB writes the file while the
+        caller's connection goes on with other statements. The query may only read persistent
+        tables (a cursor does not see the caller's TEMP tables) that the caller no longer changes.
+        ``wait()``, ``publish()`` and ``discard()`` wait for it; ``wait()`` and ``publish()`` raise
+        its error."""
+        job = _BackgroundCopy(con.cursor(), self._copy_sql(query, name))
+        self._background.append(job)
+        job.start()
+
+    def wait(self) -> None:
+        """Wait for the background copies; raise the first error one of them met."""
+        jobs, self._background = self._background, []
+        for job in jobs:
+            job.join()
+        for job in jobs:
+            if job.error is not None:
+                raise job.error
+
+    def _copy_sql(self, query: str, name: str) -> str:
         target = self.path(name)
         fmt = "(FORMAT parquet, COMPRESSION zstd)" if name.endswith(".parquet") else "(FORMAT csv, HEADER)"
         path = str(target).replace("'", "''")
-        con.execute(f"COPY ({query}) TO '{path}' {fmt}")
+        return f"COPY ({query}) TO '{path}' {fmt}"
 
     def write_json(self, name: str, data: dict) -> None:
         self.path(name).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
@@ -59,6 +83,7 @@ class Publisher:
         self.path(name).write_text(text, encoding="utf-8")
 
     def publish(self) -> Path:
+        self.wait()
         final = self.output_dir / "runs" / str(self.generation)
         if final.exists():  # a rerun of a generation whose state was never committed
             shutil.rmtree(final)
@@ -92,7 +117,43 @@ class Publisher:
             shutil.rmtree(self.output_dir / "runs" / str(old), ignore_errors=True)
 
     def discard(self) -> None:
+        jobs, self._background = self._background, []
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            while job.is_alive():
+                job.join(0.05)
+                job.cancel()  # again: an interrupt that came before its statement began is lost
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+class _BackgroundCopy(threading.Thread):
+    """One COPY statement on its own cursor (DuckDB releases the GIL while it runs)."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, sql: str):
+        super().__init__(name="dedupe-output", daemon=True)
+        self.cursor = cursor
+        self.sql = sql
+        self.error: BaseException | None = None
+        self.cancelled = False
+
+    def run(self) -> None:
+        try:
+            # No progress bar from a second thread: it would garble the caller's.
+            self.cursor.execute("SET enable_progress_bar = false")
+            if not self.cancelled:
+                self.cursor.execute(self.sql)
+        except BaseException as e:  # handed to whoever waits
+            self.error = e
+        finally:
+            self.cursor.close()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        try:
+            self.cursor.interrupt()
+        except Exception:
+            pass
 
 
 # Names the state database whose runs an output folder holds: two states publishing into one

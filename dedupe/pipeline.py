@@ -140,7 +140,7 @@ def _zones(con: duckdb.DuckDBPyConnection, config: Config,
                        ELSE 'non_match' END AS decision,
                'model' AS decided_by, false AS over_budget, false AS judge_skipped
         FROM scored""")
-    con.execute("DROP TABLE scored")
+    con.execute("DROP VIEW scored")
     skipped = _skip_redundant_review(con, t)
     return skipped, _cap_review_band(con, t)
 
@@ -370,7 +370,7 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
         params, trained = _model(con, config, comparisons, retrain)
         reuse["model"] = "trained" if trained else "reused"
     with timer.stage("score"):
-        model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment)
+        model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment, as_view=True)
         reuse["analyst_decisions"] = _analyst_pairs(con)
         review_skipped, review_cut = _zones(con, config, comparisons)
         _review_table(con)
@@ -477,76 +477,78 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
     with timer.stage("judge"):
         judge_report: JudgeReport = run_judge(con, "review_pairs", config.judge, log=log)
         verdicts = _apply_verdicts(con)
-    with timer.stage("cluster"):
-        _links(con, config)
-        cluster_report = clustering.cluster(con, "links", config.cluster.identifiers,
-                                            config.cluster.max_size,
-                                            cannot_links="SELECT rid_l, rid_r FROM analyst_pairs "
-                                                         "WHERE kind = 'cannot_link'")
-        id_counts = identity.assign(con, generation)
-    with timer.stage("golden"):
-        scored.reuse["golden"] = golden.build_golden(con, config, full=full)
+    pub = Publisher(config.output_dir, generation, owner=owner)
+    try:
+        # The pairs are final once the verdicts are in: DuckDB writes pairs.parquet on a cursor of
+        # its own (its writer runs mostly on one thread) while clustering and golden records run;
+        # neither changes ``pairs`` or ``std``.
+        pub.copy_query_in_background(con, _pairs_query(comparisons), "pairs.parquet")
+        with timer.stage("cluster"):
+            _links(con, config)
+            cluster_report = clustering.cluster(con, "links", config.cluster.identifiers,
+                                                config.cluster.max_size,
+                                                cannot_links="SELECT rid_l, rid_r FROM analyst_pairs "
+                                                             "WHERE kind = 'cannot_link'")
+            id_counts = identity.assign(con, generation)
+        with timer.stage("golden"):
+            scored.reuse["golden"] = golden.build_golden(con, config, full=full)
 
-    zones = dict(con.execute("SELECT decision, count(*) FROM pairs GROUP BY 1").fetchall())
-    records_total = sum(ingest_report.records.values())
-    report = {
-        "project": config.name,
-        "run_id": run_id,
-        "generation": generation,
-        "mode": "full" if full else "incremental",
-        "config": str(config.path),
-        "config_hash": config.fingerprint(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "records": ingest_report.records,
-        "records_total": records_total,
-        "unchanged_inputs": unchanged_inputs,
-        "unparsed_values": ingest_report.unparsed,
-        "reuse": scored.reuse,
-        "blocking": {
-            "candidate_pairs": block_report.candidate_pairs,
-            "pairs_per_rule": block_report.pairs_per_rule,
-            "capped_blocks": block_report.capped_total,
-            "capped_examples": [str(c) for c in block_report.capped[:20]],
-            "skipped_rules": block_report.skipped_rules,
-        },
-        "zones_before_judge": {k: zones_before.get(k, 0) for k in ("match", "review", "non_match")},
-        "zones": {k: zones.get(k, 0) for k in ("match", "review", "non_match")},
-        "review_per_100_records": round(100 * zones_before.get("review", 0) / max(records_total, 1), 3),
-        "review_cut_by_budget": scored.review_cut,
-        "review_skipped_same_clusters": scored.review_skipped,
-        "judge": judge_report.as_dict() | {"applied": verdicts},
-        "clusters": {
-            "clusters": cluster_report.clusters, "singletons": cluster_report.singletons,
-            "largest": cluster_report.largest,
-            "weak_link_splits": cluster_report.weak_link_splits,
-            "identifier_conflict_splits": cluster_report.conflict_splits,
-            "size_cap_splits": cluster_report.size_cap_splits,
-            "flagged": cluster_report.flagged,
-            "ids": id_counts,
-        },
-        "model": {"prior": params.prior, "em_iterations": params.em_iterations},
-        "timings_s": timer.timings,
-    }
-    with timer.stage("outputs"):
-        pub = Publisher(config.output_dir, generation, owner=owner)
-        try:
+        zones = dict(con.execute("SELECT decision, count(*) FROM pairs GROUP BY 1").fetchall())
+        records_total = sum(ingest_report.records.values())
+        report = {
+            "project": config.name,
+            "run_id": run_id,
+            "generation": generation,
+            "mode": "full" if full else "incremental",
+            "config": str(config.path),
+            "config_hash": config.fingerprint(),
+            "started_at": started.isoformat(timespec="seconds"),
+            "records": ingest_report.records,
+            "records_total": records_total,
+            "unchanged_inputs": unchanged_inputs,
+            "unparsed_values": ingest_report.unparsed,
+            "reuse": scored.reuse,
+            "blocking": {
+                "candidate_pairs": block_report.candidate_pairs,
+                "pairs_per_rule": block_report.pairs_per_rule,
+                "capped_blocks": block_report.capped_total,
+                "capped_examples": [str(c) for c in block_report.capped[:20]],
+                "skipped_rules": block_report.skipped_rules,
+            },
+            "zones_before_judge": {k: zones_before.get(k, 0) for k in ("match", "review", "non_match")},
+            "zones": {k: zones.get(k, 0) for k in ("match", "review", "non_match")},
+            "review_per_100_records": round(100 * zones_before.get("review", 0) / max(records_total, 1), 3),
+            "review_cut_by_budget": scored.review_cut,
+            "review_skipped_same_clusters": scored.review_skipped,
+            "judge": judge_report.as_dict() | {"applied": verdicts},
+            "clusters": {
+                "clusters": cluster_report.clusters, "singletons": cluster_report.singletons,
+                "largest": cluster_report.largest,
+                "weak_link_splits": cluster_report.weak_link_splits,
+                "identifier_conflict_splits": cluster_report.conflict_splits,
+                "size_cap_splits": cluster_report.size_cap_splits,
+                "flagged": cluster_report.flagged,
+                "ids": id_counts,
+            },
+            "model": {"prior": params.prior, "em_iterations": params.em_iterations},
+            "timings_s": timer.timings,
+        }
+        with timer.stage("outputs"):
+            # The two golden files are written side by side, each from its own sort of the golden
+            # rows (kept unordered; a sort costs less than the writing).
+            pub.copy_query_in_background(con, _golden_query(config), "golden_records.csv")
+            pub.copy_query(con, _golden_query(config), "golden_records.parquet")
             pub.copy_query(con, "SELECT source, record_id, cluster_id FROM cluster_ids "
                                 "ORDER BY source, record_id", "clusters.csv")
-            # Sorted once for both files (golden rows are kept unordered): the CSV is read back from
-            # the Parquet file, whose single-file scan keeps its order.
-            pub.copy_query(con, _golden_query(config), "golden_records.parquet")
-            staged = str(pub.staged("golden_records.parquet")).replace("'", "''")
-            pub.copy_query(con, f"SELECT * FROM read_parquet('{staged}')", "golden_records.csv")
-            pub.copy_query(con, _pairs_query(comparisons), "pairs.parquet")
             pub.copy_query(con, identity.history_query(), "id_history.csv")
             pub.write_text("model.json", params.to_json())
             report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             report["timings_s"]["total"] = round(sum(timer.timings.values()), 3)
             pub.write_json("run_report.json", report)
             pub.publish()
-        except BaseException:
-            pub.discard()
-            raise
+    except BaseException:
+        pub.discard()
+        raise
     _crash_point("published")
     # Published: now make it the state's truth, in one transaction. A crash before this line
     # leaves the registry as it was, and the rerun publishes the same generation again.

@@ -481,3 +481,48 @@ def test_worker_processes_standardise_exactly_as_one_process_does(tmp_path, monk
     alone = standardised(config).execute(query).fetchall()
     monkeypatch.setattr(std_module, "PARALLEL_MIN_VALUES", 1)  # every map goes to the workers
     assert standardised(config).execute(query).fetchall() == alone
+
+
+def test_incremental_shared_flags_equal_a_full_rebuild_when_changes_make_or_unmake_a_shared_value(tmp_path):
+    # A night's changes can make a value shared (a second person takes an office line), unshared
+    # (the other person left or changed number) or leave it as it was; records that did not change
+    # but hold such a value must get the same flags and compare_key as a full rebuild gives them.
+    import duckdb
+
+    from dedupe.ingest import ingest
+    from dedupe.standardise import standardise
+    from tests.pipeline_helpers import contacts_config, write_csv
+
+    def person(i, first, last, phone="", email=""):
+        return {"id": f"c{i}", "first_name": first, "last_name": last, "phone": phone, "email": email,
+                "country": "US"}
+    night1 = [person(1, "Ann", "Lee", "(212) 555-0101", "ann@acme.com"),
+              person(2, "Bob", "Ray", "(212) 555-0101", "bob@acme.com"),      # line shared by Ann and Bob
+              person(3, "Cid", "Moe", "(212) 555-0103", "info@acme.com"),
+              person(4, "Dee", "Fox", "(212) 555-0104", "foxkim@zeta.com"),
+              person(5, "Eve", "Kim", "(212) 555-0105", "foxkim@zeta.com"),     # mailbox shared by Dee and Eve
+              person(6, "Fay", "Orr", "(212) 555-0106", "fay@gmail.com"),
+              person(7, "Gus", "Poe", "(212) 555-0107", "gus@yahoo.com")]
+    night2 = [person(1, "Ann", "Lee", "(212) 555-0101", "ann@acme.com"),     # unchanged: line no longer shared
+              person(2, "Bob", "Ray", "(212) 555-0199", "bob@acme.com"),      # Bob took another line
+              person(3, "Cid", "Moe", "(212) 555-0103", "info@acme.com"),
+              person(4, "Dee", "Fox", "(212) 555-0104", "foxkim@zeta.com"),     # unchanged, Eve is gone
+              person(6, "Fay", "Orr", "(212) 555-0107", "fay@gmail.com"),     # Fay now shares Gus's line
+              person(7, "Gus", "Poe", "(212) 555-0107", "gus@yahoo.com"),     # unchanged: line now shared
+              person(8, "Hal", "Ute", "(212) 555-0103", "hal@acme.com")]      # new: shares Cid's line
+    config = contacts_config(tmp_path, {"crm": night1})
+    con = duckdb.connect()
+    ingest(con, config)
+    standardise(con, config)
+    write_csv(tmp_path / "crm.csv", night2)
+    ingest(con, config, allow_deletions=True)
+    counts = standardise(con, config, full=False)
+    assert counts["standardised"] == 3  # Bob, Fay, Hal
+    query = "SELECT record_id, phone_shared, email_shared, compare_key FROM std ORDER BY record_id"
+    incremental = con.execute(query).fetchall()
+    fresh = duckdb.connect()
+    ingest(fresh, config, allow_deletions=True)
+    standardise(fresh, config)
+    assert incremental == fresh.execute(query).fetchall()
+    shared = {r[0]: (r[1], r[2]) for r in incremental}
+    assert shared["c1"] == (False, False) and shared["c7"][0] and shared["c3"][0] and not shared["c4"][1]

@@ -202,7 +202,8 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
 
     With ``full=False``, rows of the previous ``std`` whose record content is unchanged (same
     ``content_hash``) are reused, so a night with 1% changed records standardises 1% of them. The
-    shared-contact flags depend on all records and are always recomputed.
+    shared-contact flags are recomputed for every record holding a phone or email key that a
+    deleted, changed or new record held (a value's flag depends only on the records holding it).
     """
     signature = _signature(config)
     # A state from before compare keys were integers is rebuilt once (the model is kept).
@@ -323,26 +324,55 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
     else:
         # Edit std in place (a rewrite would cost more than the night's changes): drop rows of
         # deleted and changed records, add the new rows, then refresh the flags that moved.
-        con.execute("""DELETE FROM std WHERE rid NOT IN
-                       (SELECT s.rid FROM std s SEMI JOIN records r ON s.rid = r.rid AND s.content_hash = r.content_hash)""")
+        con.execute("""CREATE OR REPLACE TEMP TABLE std_gone AS
+                       SELECT s.rid, s.phone, s.email_key FROM std s
+                       ANTI JOIN records r ON s.rid = r.rid AND s.content_hash = r.content_hash""")
+        con.execute("DELETE FROM std WHERE rid IN (SELECT rid FROM std_gone)")
         counts["reused"] = con.execute("SELECT count(*) FROM std").fetchall()[0][0]
         con.execute("INSERT INTO std BY NAME SELECT *, false AS phone_shared, false AS email_shared, "
                     "CAST(NULL AS UBIGINT) AS compare_key FROM std_base")
-        # Only rows whose flags moved (and the new rows, which have no key yet) get a new key.
+        # Whether a value is shared depends only on the records holding it, so only values a
+        # deleted, changed or new record held can change their flags: the flags are recomputed for
+        # the records holding such a value (all of them), and the others keep theirs.
+        for col in ("phone", "email_key"):
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE touched_{col} AS
+                            SELECT DISTINCT {col} AS v FROM (SELECT {col} FROM std_gone
+                                                             UNION ALL SELECT {col} FROM std_base)
+                            WHERE {col} IS NOT NULL""")
+        con.execute("DROP TABLE std_gone")
+        cols = ("rid, content_hash, phone, email_key, email_is_role, first_initial, last_phonetic, "
+                "first_family, phone_shared, email_shared, compare_key")
+
+        def holding(col: str) -> str:
+            return f"(SELECT {cols} FROM std SEMI JOIN touched_{col} t ON t.v = std.{col})"
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE std_flags AS
+            WITH todo AS (
+                SELECT {cols} FROM std WHERE compare_key IS NULL
+                UNION SELECT * FROM {holding('phone')}
+                UNION SELECT * FROM {holding('email_key')}
+            ), flags AS (
+                SELECT t.rid, t.content_hash, t.phone_shared AS old_phone_shared,
+                       t.email_shared AS old_email_shared, t.compare_key AS old_compare_key,
+                       CASE WHEN tp.v IS NULL THEN t.phone_shared ELSE sp.v IS NOT NULL END AS phone_shared,
+                       CASE WHEN te.v IS NULL THEN t.email_shared
+                            ELSE t.email_is_role OR se.v IS NOT NULL END AS email_shared
+                FROM todo t
+                LEFT JOIN touched_phone tp ON tp.v = t.phone
+                LEFT JOIN touched_email_key te ON te.v = t.email_key
+                LEFT JOIN ({shared(holding('phone'), 'phone')}) sp ON sp.v = t.phone
+                LEFT JOIN ({shared(holding('email_key'), 'email_key')}) se ON se.v = t.email_key
+            )
             SELECT rid, phone_shared, email_shared, {compare_key} AS compare_key
-            FROM (SELECT f.rid, f.content_hash, f.phone_shared, f.email_shared
-                  FROM ({flagged("(SELECT rid, content_hash, phone, email_key, email_is_role, first_initial, "
-                                 "last_phonetic, first_family, phone_shared AS old_phone_shared, "
-                                 "email_shared AS old_email_shared, "
-                                 "compare_key AS old_compare_key FROM std)")}) f
-                  WHERE f.old_compare_key IS NULL OR f.phone_shared <> f.old_phone_shared
-                     OR f.email_shared <> f.old_email_shared)""")
+            FROM flags
+            WHERE old_compare_key IS NULL OR phone_shared <> old_phone_shared
+               OR email_shared <> old_email_shared""")
         con.execute("""
             UPDATE std SET phone_shared = f.phone_shared, email_shared = f.email_shared,
                            compare_key = f.compare_key
             FROM std_flags f WHERE std.rid = f.rid""")
+        con.execute("DROP TABLE touched_phone")
+        con.execute("DROP TABLE touched_email_key")
         con.execute("DROP TABLE std_flags")
     set_meta(con, "standardise_signature", signature)
     con.execute("DROP TABLE std_base")

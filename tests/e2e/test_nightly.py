@@ -169,8 +169,9 @@ def test_incremental_and_full_runs_give_the_same_clusters(project):
     assert clusters(project) == inc  # the same ids too
 
 
-@pytest.mark.parametrize("stage", ["standardise", "compare", "golden", "published"])
+@pytest.mark.parametrize("stage", ["standardise", "compare", "cluster", "golden", "published"])
 def test_a_run_killed_at_any_stage_then_rerun_gives_the_uninterrupted_outputs(tmp_path, stage):
+    # "cluster" and "golden" kill the run while pairs.parquet is being written in the background.
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     for d in ("a", "b"):
