@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
-import signal
 import threading
 import sys
 import time
@@ -64,17 +62,10 @@ class _Timer:
         yield
         self.timings[name] = round(time.perf_counter() - start, 3)
         self.log(f"{name} done in {self.timings[name]:.2f}s")
-        _crash_point(name)
+        state.crash_point(name)
 
 
 DEFAULT_MEMORY_LIMIT = "4GB"
-
-
-def _crash_point(name: str) -> None:
-    """Fault injection for the crash-safety tests: DEDUPE_CRASH_AFTER=<stage> SIGKILLs this process
-    right after that stage (or after publishing, with ``published``), as a power cut would."""
-    if os.environ.get("DEDUPE_CRASH_AFTER") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def default_log(message: str) -> None:
@@ -161,8 +152,13 @@ def _skip_redundant_review(con: duckdb.DuckDBPyConnection, t: Thresholds) -> int
     review = """SELECT z.rid_l, z.rid_r, z.match_weight, z.match_probability FROM zoned_pairs z
                 ANTI JOIN analyst_pairs a ON a.rid_l = z.rid_l AND a.rid_r = z.rid_r
                 WHERE z.decision = 'review'"""
+    # The model's matches, less those an analyst refused, plus the analysts' must-links.
+    links = """SELECT z.rid_l AS a, z.rid_r AS b FROM zoned_pairs z
+               ANTI JOIN analyst_pairs c ON c.rid_l = z.rid_l AND c.rid_r = z.rid_r AND c.kind = 'cannot_link'
+               WHERE z.decision = 'match'
+               UNION ALL SELECT rid_l, rid_r FROM analyst_pairs WHERE kind = 'must_link'"""
     clustering.connected_components(
-        con, "SELECT rid_l AS a, rid_r AS b FROM zoned_pairs WHERE decision = 'match'", "tentative_clusters",
+        con, links, "tentative_clusters",
         nodes=f"SELECT rid_l AS node FROM ({review}) UNION SELECT rid_r FROM ({review})")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE skipped_review AS
@@ -300,6 +296,7 @@ def _pairs_query(comparisons: list[compare.Comparison]) -> str:
         SELECT l.source AS source_l, l.record_id AS record_id_l,
                r.source AS source_r, r.record_id AS record_id_r,
                p.match_probability, p.match_weight, {levels}, p.decision, p.decided_by, p.over_budget,
+               p.judge_skipped,
                p.judge_model, p.judge_batch_id, p.judge_custom_id,
                p.llm_same_person, p.llm_confidence, p.llm_reason
         FROM pairs p JOIN std l ON l.rid = p.rid_l JOIN std r ON r.rid = p.rid_r
@@ -549,7 +546,7 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
     except BaseException:
         pub.discard()
         raise
-    _crash_point("published")
+    state.crash_point("published")
     # Published: now make it the state's truth, in one transaction. A crash before this line
     # leaves the registry as it was, and the rerun publishes the same generation again.
     con.execute("BEGIN TRANSACTION")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import uuid
 from datetime import datetime, timezone
@@ -234,5 +235,13 @@ def unchanged_inputs(con: duckdb.DuckDBPyConnection, inputs: dict) -> dict[str, 
     return {path: run_id for path, fp in inputs.items() if fp is not None and previous.get(path) == fp}
 
 
+def crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: DEDUPE_CRASH_AFTER=<name> SIGKILLs this process
+    there (after a stage, after publishing with ``published``, or inside a stage at the points
+    that name themselves), as a power cut would."""
+    if os.environ.get("DEDUPE_CRASH_AFTER") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 __all__ = ["column_type", "ensure_schema", "state_id", "RunLock", "StateLockedError", "begin_run", "finish_run", "list_runs",
-           "last_generation", "get_meta", "set_meta", "input_fingerprints", "unchanged_inputs"]
+           "last_generation", "get_meta", "set_meta", "input_fingerprints", "unchanged_inputs", "crash_point"]

@@ -48,7 +48,8 @@ def test_a_cut_pair_at_or_above_the_fallback_is_linked_weakly():
     assert rows == {(1, 2): ("review", False), (3, 4): ("match", True), (5, 6): ("match", True)}
 
 
-def _zoned(pairs: list[tuple[int, int, float, str]], analyst: list[tuple[int, int]] = ()):
+def _zoned(pairs: list[tuple[int, int, float, str]], analyst: list[tuple[int, int]] = (),
+           kind: str = "cannot_link"):
     con = duckdb.connect()
     con.execute("CREATE TABLE zoned_pairs (rid_l BIGINT, rid_r BIGINT, match_probability DOUBLE, "
                 "match_weight DOUBLE, decision VARCHAR, judge_skipped BOOLEAN)")
@@ -57,7 +58,7 @@ def _zoned(pairs: list[tuple[int, int, float, str]], analyst: list[tuple[int, in
                     [a, b, p, math.log2(p / (1 - p)), decision])
     con.execute("CREATE TABLE analyst_pairs (rid_l BIGINT, rid_r BIGINT, kind VARCHAR)")
     for a, b in analyst:
-        con.execute("INSERT INTO analyst_pairs VALUES (?, ?, 'cannot_link')", [a, b])
+        con.execute("INSERT INTO analyst_pairs VALUES (?, ?, ?)", [a, b, kind])
     return con
 
 
@@ -112,3 +113,16 @@ def test_a_link_the_budget_made_is_weak_so_the_guard_can_refuse_it():
     _links(con, _Config())
     strong = dict(((a, b), s) for a, b, s in con.execute("SELECT rid_l, rid_r, strong FROM links").fetchall())
     assert strong == {(1, 2): True, (3, 4): False, (5, 6): True}
+
+
+def test_a_match_an_analyst_refused_does_not_make_a_cluster():
+    # 1-2 is cannot-linked, so 1 and 2 end apart: 2-3 may be the only way 3 joins 2.
+    con = _zoned([(1, 2, 0.998, "match"), (1, 3, 0.80, "review"), (2, 3, 0.67, "review")], analyst=[(1, 2)])
+    assert _skip_redundant_review(con, Thresholds()) == 0
+    assert _sent(con) == {(1, 3), (2, 3)}
+
+
+def test_an_analysts_must_link_makes_a_cluster():
+    con = _zoned([(1, 3, 0.80, "review"), (2, 3, 0.67, "review")], analyst=[(1, 2)], kind="must_link")
+    assert _skip_redundant_review(con, Thresholds()) == 1
+    assert _sent(con) == {(1, 3)}

@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from dedupe.config import Config
-from dedupe.state import column_type, get_meta, set_meta
+from dedupe.state import column_type, crash_point, get_meta, set_meta
 from dedupe.standardise import companies, emails, names, phones, places
 
 # Region used to read a phone number when the record has no (recognisable) country.
@@ -324,58 +324,68 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
         con.execute(f"""CREATE OR REPLACE TABLE std AS
                         SELECT *, {compare_key} AS compare_key FROM ({flagged('std_base')}) ORDER BY rid""")
     else:
-        # Edit std in place (a rewrite would cost more than the night's changes): drop rows of
-        # deleted and changed records, add the new rows, then refresh the flags that moved.
-        con.execute("""CREATE OR REPLACE TEMP TABLE std_gone AS
-                       SELECT s.rid, s.phone, s.email_key FROM std s
-                       ANTI JOIN records r ON s.rid = r.rid AND s.content_hash = r.content_hash""")
-        con.execute("DELETE FROM std WHERE rid IN (SELECT rid FROM std_gone)")
-        counts["reused"] = con.execute("SELECT count(*) FROM std").fetchall()[0][0]
-        con.execute("INSERT INTO std BY NAME SELECT *, false AS phone_shared, false AS email_shared, "
-                    "CAST(NULL AS UBIGINT) AS compare_key FROM std_base")
-        # Whether a value is shared depends only on the records holding it, so only values a
-        # deleted, changed or new record held can change their flags: the flags are recomputed for
-        # the records holding such a value (all of them), and the others keep theirs.
-        for col in ("phone", "email_key"):
-            con.execute(f"""CREATE OR REPLACE TEMP TABLE touched_{col} AS
-                            SELECT DISTINCT {col} AS v FROM (SELECT {col} FROM std_gone
-                                                             UNION ALL SELECT {col} FROM std_base)
-                            WHERE {col} IS NOT NULL""")
-        con.execute("DROP TABLE std_gone")
-        cols = ("rid, content_hash, phone, email_key, email_is_role, first_initial, last_phonetic, "
-                "first_family, phone_shared, email_shared, compare_key")
+        # One transaction: the rows and their flags change together or not at all. A crash between
+        # the two would leave new rows with placeholder flags that the rerun, finding no changed
+        # record, would never refresh.
+        con.execute("BEGIN TRANSACTION")
+        try:
+            # Edit std in place (a rewrite would cost more than the night's changes): drop rows of
+            # deleted and changed records, add the new rows, then refresh the flags that moved.
+            con.execute("""CREATE OR REPLACE TEMP TABLE std_gone AS
+                           SELECT s.rid, s.phone, s.email_key FROM std s
+                           ANTI JOIN records r ON s.rid = r.rid AND s.content_hash = r.content_hash""")
+            con.execute("DELETE FROM std WHERE rid IN (SELECT rid FROM std_gone)")
+            counts["reused"] = con.execute("SELECT count(*) FROM std").fetchall()[0][0]
+            con.execute("INSERT INTO std BY NAME SELECT *, false AS phone_shared, false AS email_shared, "
+                        "CAST(NULL AS UBIGINT) AS compare_key FROM std_base")
+            crash_point("standardise_rows")
+            # Whether a value is shared depends only on the records holding it, so only values a
+            # deleted, changed or new record held can change their flags: the flags are recomputed for
+            # the records holding such a value (all of them), and the others keep theirs.
+            for col in ("phone", "email_key"):
+                con.execute(f"""CREATE OR REPLACE TEMP TABLE touched_{col} AS
+                                SELECT DISTINCT {col} AS v FROM (SELECT {col} FROM std_gone
+                                                                 UNION ALL SELECT {col} FROM std_base)
+                                WHERE {col} IS NOT NULL""")
+            con.execute("DROP TABLE std_gone")
+            cols = ("rid, content_hash, phone, email_key, email_is_role, first_initial, last_phonetic, "
+                    "first_family, phone_shared, email_shared, compare_key")
 
-        def holding(col: str) -> str:
-            return f"(SELECT {cols} FROM std SEMI JOIN touched_{col} t ON t.v = std.{col})"
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE std_flags AS
-            WITH todo AS (
-                SELECT {cols} FROM std WHERE compare_key IS NULL
-                UNION SELECT * FROM {holding('phone')}
-                UNION SELECT * FROM {holding('email_key')}
-            ), flags AS (
-                SELECT t.rid, t.content_hash, t.phone_shared AS old_phone_shared,
-                       t.email_shared AS old_email_shared, t.compare_key AS old_compare_key,
-                       CASE WHEN tp.v IS NULL THEN t.phone_shared ELSE sp.v IS NOT NULL END AS phone_shared,
-                       CASE WHEN te.v IS NULL THEN t.email_shared
-                            ELSE t.email_is_role OR se.v IS NOT NULL END AS email_shared
-                FROM todo t
-                LEFT JOIN touched_phone tp ON tp.v = t.phone
-                LEFT JOIN touched_email_key te ON te.v = t.email_key
-                LEFT JOIN ({shared(holding('phone'), 'phone')}) sp ON sp.v = t.phone
-                LEFT JOIN ({shared(holding('email_key'), 'email_key')}) se ON se.v = t.email_key
-            )
-            SELECT rid, phone_shared, email_shared, {compare_key} AS compare_key
-            FROM flags
-            WHERE old_compare_key IS NULL OR phone_shared <> old_phone_shared
-               OR email_shared <> old_email_shared""")
-        con.execute("""
-            UPDATE std SET phone_shared = f.phone_shared, email_shared = f.email_shared,
-                           compare_key = f.compare_key
-            FROM std_flags f WHERE std.rid = f.rid""")
-        con.execute("DROP TABLE touched_phone")
-        con.execute("DROP TABLE touched_email_key")
-        con.execute("DROP TABLE std_flags")
+            def holding(col: str) -> str:
+                return f"(SELECT {cols} FROM std SEMI JOIN touched_{col} t ON t.v = std.{col})"
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE std_flags AS
+                WITH todo AS (
+                    SELECT {cols} FROM std WHERE compare_key IS NULL
+                    UNION SELECT * FROM {holding('phone')}
+                    UNION SELECT * FROM {holding('email_key')}
+                ), flags AS (
+                    SELECT t.rid, t.content_hash, t.phone_shared AS old_phone_shared,
+                           t.email_shared AS old_email_shared, t.compare_key AS old_compare_key,
+                           CASE WHEN tp.v IS NULL THEN t.phone_shared ELSE sp.v IS NOT NULL END AS phone_shared,
+                           CASE WHEN te.v IS NULL THEN t.email_shared
+                                ELSE t.email_is_role OR se.v IS NOT NULL END AS email_shared
+                    FROM todo t
+                    LEFT JOIN touched_phone tp ON tp.v = t.phone
+                    LEFT JOIN touched_email_key te ON te.v = t.email_key
+                    LEFT JOIN ({shared(holding('phone'), 'phone')}) sp ON sp.v = t.phone
+                    LEFT JOIN ({shared(holding('email_key'), 'email_key')}) se ON se.v = t.email_key
+                )
+                SELECT rid, phone_shared, email_shared, {compare_key} AS compare_key
+                FROM flags
+                WHERE old_compare_key IS NULL OR phone_shared <> old_phone_shared
+                   OR email_shared <> old_email_shared""")
+            con.execute("""
+                UPDATE std SET phone_shared = f.phone_shared, email_shared = f.email_shared,
+                               compare_key = f.compare_key
+                FROM std_flags f WHERE std.rid = f.rid""")
+            con.execute("DROP TABLE touched_phone")
+            con.execute("DROP TABLE touched_email_key")
+            con.execute("DROP TABLE std_flags")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
     set_meta(con, "standardise_signature", signature)
     con.execute("DROP TABLE std_base")
     con.execute(f"DROP {'TABLE' if reuse else 'VIEW'} changed_records")

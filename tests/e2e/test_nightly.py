@@ -202,6 +202,31 @@ def test_a_run_killed_at_any_stage_then_rerun_gives_the_uninterrupted_outputs(tm
     assert [r["status"] for r in runs] == ["ok", "killed", "ok"]
 
 
+def test_a_run_killed_inside_standardise_leaves_no_stale_shared_contact_flags(project):
+    # Night 2 puts C000002 on C000001's line, so the line becomes shared. The run dies after std's
+    # rows changed and before their flags were refreshed; the rerun must flag it as a rebuild does.
+    run(project)
+    one, two = crm_row(project, "C000001"), crm_row(project, "C000002")
+    assert one["First Name"][0] != two["First Name"][0] and one["Phone"] != two["Phone"]
+    edit_crm(project, "C000002", Phone=one["Phone"])
+    killed = dedupe(project, "run", str(project / "demo.toml"), env={"DEDUPE_CRASH_AFTER": "standardise_rows"})
+    assert killed.returncode == -9
+
+    def flags() -> list[tuple]:
+        con = duckdb.connect(str(project / "out" / "state.duckdb"), read_only=True)
+        try:
+            return con.execute("SELECT source, record_id, phone_shared, email_shared, compare_key "
+                               "FROM std ORDER BY ALL").fetchall()
+        finally:
+            con.close()
+    run(project)
+    after_rerun = flags()
+    run(project, "--full")
+    assert after_rerun == flags()
+    assert {r[1]: r[2] for r in after_rerun if r[0] == "crm" and r[1] in ("C000001", "C000002")} == \
+        {"C000001": True, "C000002": True}
+
+
 def test_a_second_concurrent_run_is_refused_and_a_stale_lock_is_taken_over(project):
     run(project)
     lock = project / "out" / "state.duckdb.lock"
