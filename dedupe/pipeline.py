@@ -137,13 +137,14 @@ def _zones(con: duckdb.DuckDBPyConnection, config: Config,
 
 
 def _skip_redundant_review(con: duckdb.DuckDBPyConnection, t: Thresholds) -> int:
-    """Keep out of the judge's batch the review pairs whose verdict cannot change a cluster; return how many.
+    """Keep review pairs whose verdict cannot change a cluster out of the batch; return how many.
 
-    The model's matches already form tentative clusters. A review pair inside one of them is linked
-    through the matches whatever its verdict, and of several review pairs between the same two
-    tentative clusters, one "same person" joins the two: so only the strongest pair between two
-    clusters is sent (on the 2 x 100k fixtures a fifth of the band is such repeats; the budget they
-    free goes to pairs that can add a link). Only pairs below the fallback threshold are skipped:
+    The model's matches (less the analysts' cannot-links, plus their must-links) already form
+    tentative clusters. A review pair inside one of them is linked through the matches whatever
+    its verdict, and of several review pairs between the same two tentative clusters, one "same
+    person" joins the two: so only the strongest pair between two clusters is sent (on the 2 x 100k
+    fixtures a fifth of the band is such repeats; the budget they free goes to pairs that can add a
+    link). Only pairs below the fallback threshold are skipped:
     without a verdict they stay apart exactly as a skipped pair does, so a run without a judge
     gives the same clusters with or without this step. A skipped pair is decided like one the
     budget cut (``non_match``, never sent; a verdict already paid for on an earlier night still
