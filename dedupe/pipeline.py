@@ -144,11 +144,11 @@ def _skip_redundant_review(con: duckdb.DuckDBPyConnection, t: Thresholds) -> int
     its verdict, and of several review pairs between the same two tentative clusters, one "same
     person" joins the two: so only the strongest pair between two clusters is sent (on the 2 x 100k
     fixtures a fifth of the band is such repeats; the budget they free goes to pairs that can add a
-    link). Only pairs below the fallback threshold are skipped:
-    without a verdict they stay apart exactly as a skipped pair does, so a run without a judge
-    gives the same clusters with or without this step. A skipped pair is decided like one the
-    budget cut (``non_match``, never sent; a verdict already paid for on an earlier night still
-    counts).
+    link). Between two clusters, only pairs below the fallback threshold are skipped: unjudged, a
+    pair at or above it would link the two, so its own verdict matters. A skipped pair is decided
+    as an unjudged review pair is, like one the budget cut (a weak link at or above the fallback,
+    else ``non_match``; never sent; a verdict already paid for on an earlier night still counts),
+    so a run without a judge gives the same clusters with or without this step.
     """
     review = """SELECT z.rid_l, z.rid_r, z.match_weight, z.match_probability FROM zoned_pairs z
                 ANTI JOIN analyst_pairs a ON a.rid_l = z.rid_l AND a.rid_r = z.rid_r
@@ -167,12 +167,14 @@ def _skip_redundant_review(con: duckdb.DuckDBPyConnection, t: Thresholds) -> int
             SELECT r.*, least(a.label, b.label) AS cluster_a, greatest(a.label, b.label) AS cluster_b
             FROM ({review}) r
             JOIN tentative_clusters a ON a.node = r.rid_l JOIN tentative_clusters b ON b.node = r.rid_r)
-        QUALIFY match_probability < {t.fallback}
-            AND (cluster_a = cluster_b
-                 OR row_number() OVER (PARTITION BY cluster_a, cluster_b
-                                       ORDER BY match_weight DESC, rid_l, rid_r) > 1)""")
-    con.execute("""
-        UPDATE zoned_pairs z SET decision = 'non_match', judge_skipped = true
+        QUALIFY cluster_a = cluster_b
+             OR (match_probability < {t.fallback}
+                 AND row_number() OVER (PARTITION BY cluster_a, cluster_b
+                                        ORDER BY match_weight DESC, rid_l, rid_r) > 1)""")
+    con.execute(f"""
+        UPDATE zoned_pairs z
+        SET decision = CASE WHEN z.match_probability >= {t.fallback} THEN 'match' ELSE 'non_match' END,
+            judge_skipped = true
         FROM skipped_review s WHERE z.rid_l = s.rid_l AND z.rid_r = s.rid_r""")
     skipped = con.execute("SELECT count(*) FROM skipped_review").fetchall()[0][0]
     con.execute("DROP TABLE skipped_review")
@@ -280,7 +282,7 @@ def _links(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     con.execute(f"""
         CREATE OR REPLACE TABLE links AS
         SELECT rid_l, rid_r, match_probability,
-               decision = 'match' AND NOT (over_budget AND decided_by = 'model') AS strong,
+               decision = 'match' AND NOT ((over_budget OR judge_skipped) AND decided_by = 'model') AS strong,
                decision = 'match' AND decided_by = 'analyst' AS must
         FROM pairs
         WHERE decision = 'match'

@@ -78,9 +78,14 @@ def test_the_judge_is_asked_once_per_pair_of_clusters():
 
 
 def test_a_review_pair_the_matches_already_join_is_not_sent():
-    con = _zoned([(1, 2, 0.999, "match"), (2, 3, 0.999, "match"), (1, 3, 0.30, "review")])
-    assert _skip_redundant_review(con, Thresholds()) == 1
+    # Unjudged, the 0.97 pair stays what it was: a weak link (inside the cluster, it changes nothing).
+    con = _zoned([(1, 2, 0.999, "match"), (2, 3, 0.999, "match"), (1, 3, 0.30, "review"),
+                  (2, 4, 0.999, "match"), (3, 4, 0.97, "review")])
+    assert _skip_redundant_review(con, Thresholds()) == 2
     assert _sent(con) == set()
+    decided = dict(((a, b), d) for a, b, d in con.execute(
+        "SELECT rid_l, rid_r, decision FROM zoned_pairs WHERE judge_skipped").fetchall())
+    assert decided == {(1, 3): "non_match", (3, 4): "match"}
 
 
 def test_pairs_the_fallback_would_link_are_always_sent():
@@ -103,16 +108,18 @@ def test_pairs_an_analyst_decided_do_not_use_up_the_budget():
     assert _cap_review_band(con, Thresholds(review_budget=1)) == 0  # two left for the judge: fits
 
 
-def test_a_link_the_budget_made_is_weak_so_the_guard_can_refuse_it():
+def test_a_link_the_budget_or_the_skip_made_is_weak_so_the_guard_can_refuse_it():
     con = duckdb.connect()
     con.execute("CREATE TABLE analyst_pairs (rid_l BIGINT, rid_r BIGINT, kind VARCHAR)")
     con.execute("""CREATE TABLE pairs AS SELECT * FROM (VALUES
-        (1, 2, 0.999, 'match', 'model', false),
-        (3, 4, 0.970, 'match', 'model', true),
-        (5, 6, 0.970, 'match', 'analyst', true)) t(rid_l, rid_r, match_probability, decision, decided_by, over_budget)""")
+        (1, 2, 0.999, 'match', 'model', false, false),
+        (3, 4, 0.970, 'match', 'model', true, false),
+        (5, 6, 0.970, 'match', 'analyst', true, false),
+        (7, 8, 0.970, 'match', 'model', false, true))
+        t(rid_l, rid_r, match_probability, decision, decided_by, over_budget, judge_skipped)""")
     _links(con, _Config())
     strong = dict(((a, b), s) for a, b, s in con.execute("SELECT rid_l, rid_r, strong FROM links").fetchall())
-    assert strong == {(1, 2): True, (3, 4): False, (5, 6): True}
+    assert strong == {(1, 2): True, (3, 4): False, (5, 6): True, (7, 8): False}
 
 
 def test_a_match_an_analyst_refused_does_not_make_a_cluster():
