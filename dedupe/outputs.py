@@ -43,11 +43,6 @@ class Publisher:
         self.files.append(name)
         return self.staging / name
 
-    def staged(self, name: str) -> Path:
-        """Where a file already written by this run sits until ``publish()``."""
-        assert name in self.files, name
-        return self.staging / name
-
     def copy_query(self, con: duckdb.DuckDBPyConnection, query: str, name: str) -> None:
         con.execute(self._copy_sql(query, name))
 

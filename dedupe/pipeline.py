@@ -150,9 +150,10 @@ def _skip_redundant_review(con: duckdb.DuckDBPyConnection, t: Thresholds) -> int
     else ``non_match``; never sent; a verdict already paid for on an earlier night still counts),
     so a run without a judge gives the same clusters with or without this step.
     """
-    review = """SELECT z.rid_l, z.rid_r, z.match_weight, z.match_probability FROM zoned_pairs z
-                ANTI JOIN analyst_pairs a ON a.rid_l = z.rid_l AND a.rid_r = z.rid_r
-                WHERE z.decision = 'review'"""
+    con.execute("""CREATE OR REPLACE TEMP TABLE band AS
+                   SELECT z.rid_l, z.rid_r, z.match_weight, z.match_probability FROM zoned_pairs z
+                   ANTI JOIN analyst_pairs a ON a.rid_l = z.rid_l AND a.rid_r = z.rid_r
+                   WHERE z.decision = 'review'""")
     # The model's matches, less those an analyst refused, plus the analysts' must-links.
     links = """SELECT z.rid_l AS a, z.rid_r AS b FROM zoned_pairs z
                ANTI JOIN analyst_pairs c ON c.rid_l = z.rid_l AND c.rid_r = z.rid_r AND c.kind = 'cannot_link'
@@ -160,12 +161,12 @@ def _skip_redundant_review(con: duckdb.DuckDBPyConnection, t: Thresholds) -> int
                UNION ALL SELECT rid_l, rid_r FROM analyst_pairs WHERE kind = 'must_link'"""
     clustering.connected_components(
         con, links, "tentative_clusters",
-        nodes=f"SELECT rid_l AS node FROM ({review}) UNION SELECT rid_r FROM ({review})")
+        nodes="SELECT rid_l AS node FROM band UNION SELECT rid_r FROM band")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE skipped_review AS
         SELECT rid_l, rid_r FROM (
             SELECT r.*, least(a.label, b.label) AS cluster_a, greatest(a.label, b.label) AS cluster_b
-            FROM ({review}) r
+            FROM band r
             JOIN tentative_clusters a ON a.node = r.rid_l JOIN tentative_clusters b ON b.node = r.rid_r)
         QUALIFY cluster_a = cluster_b
              OR (match_probability < {t.fallback}
@@ -177,8 +178,8 @@ def _skip_redundant_review(con: duckdb.DuckDBPyConnection, t: Thresholds) -> int
             judge_skipped = true
         FROM skipped_review s WHERE z.rid_l = s.rid_l AND z.rid_r = s.rid_r""")
     skipped = con.execute("SELECT count(*) FROM skipped_review").fetchall()[0][0]
-    con.execute("DROP TABLE skipped_review")
-    con.execute("DROP TABLE tentative_clusters")
+    for table in ("skipped_review", "tentative_clusters", "band"):
+        con.execute(f"DROP TABLE {table}")
     return skipped
 
 
