@@ -19,7 +19,19 @@ Connected components use iterated min-label propagation in SQL (a few passes: th
 record-linkage graphs is small).
 
 Output: table ``clusters(rid, cluster_key, flags)`` where ``cluster_key`` is the smallest rid of the
-cluster and ``flags`` lists what the guard did to it.
+cluster and ``flags`` lists what the guard did to it, and table ``reclustered(rid)``: the records
+clustered this run (all of them, unless incremental).
+
+**Incremental.** Everything above is local to one connected component of the link graph, so a
+night only re-clusters the part of the graph its changes can reach (``Basis``): the *seeds* are
+records that are new or whose content changed, both ends of every link that appeared, vanished or
+changed strength since the basis, both ends of analysts' cannot-links, and members of clusters the
+guard re-split (a link's probability orders the greedy re-split, and probabilities move a little
+every night). The *region* is every record a chain of current links reaches from a seed. A
+component outside it has the same records, the same links and the same identifiers as in the
+basis (a removed link would have seeded its ends), so its clusters are the basis's; the region is
+clustered from scratch. Incremental and full clustering give the same table, by construction and
+by test.
 """
 
 from __future__ import annotations
@@ -28,6 +40,15 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Basis:
+    """A previous clustering to start from: ``links`` is the table it clustered, ``clusters`` SQL
+    yielding ``(rid, cluster_key, flags, content_hash)`` for every record it clustered, with the
+    content hash each record had then. Both must come from the same run."""
+    links: str
+    clusters: str
 
 
 @dataclass
@@ -40,6 +61,7 @@ class ClusterReport:
     size_cap_splits: int = 0
     iterations: int = 0
     flagged: dict[str, int] = field(default_factory=dict)
+    reclustered: int = 0  # records clustered this run (all of them unless incremental)
 
 
 def connected_components(con: duckdb.DuckDBPyConnection, edges: str, out_table: str,
@@ -146,21 +168,87 @@ def _greedy_split(edges: list[tuple], ident: dict[int, tuple], max_size: int,
     return {n: find(n) for n in ident}, conflict_refused, size_refused
 
 
+_NO_CANNOT_LINKS = "SELECT NULL::BIGINT AS rid_l, NULL::BIGINT AS rid_r WHERE false"
+
+
 def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, ...],
-            max_size: int, cannot_links: str | None = None) -> ClusterReport:
-    """Cluster ``links(rid_l, rid_r, match_probability, strong[, must])`` into table ``clusters``.
+            max_size: int, cannot_links: str | None = None, basis: Basis | None = None) -> ClusterReport:
+    """Cluster ``links(rid_l, rid_r, match_probability, strong, must)`` into table ``clusters``.
 
     ``must`` marks an analyst's must-link: the guard's re-split keeps it whatever the identifiers
     or the size say (only a cannot-link stops it).
 
     ``cannot_links`` is SQL yielding ``(rid_l, rid_r)`` pairs an analyst separated: a component
-    holding both is re-clustered so they end apart, whatever chain of links joined them."""
+    holding both is re-clustered so they end apart, whatever chain of links joined them.
+
+    With a ``basis``, only the region its changes can reach is clustered; every other record
+    keeps its basis cluster (see the module's docstring). The split counters of the report then
+    count this run's region; ``clusters``, ``largest`` and ``flagged`` always describe the whole."""
+    cannot_links = cannot_links or _NO_CANNOT_LINKS
+    if basis is None:
+        report = _cluster_nodes(con, links, "SELECT rid AS node FROM std", identifiers, max_size, cannot_links)
+        con.execute("CREATE OR REPLACE TEMP TABLE reclustered AS SELECT rid FROM clusters")
+        report.reclustered = con.execute("SELECT count(*) FROM reclustered").fetchall()[0][0]
+    else:
+        report = _cluster_changed_region(con, links, identifiers, max_size, cannot_links, basis)
+    stats = con.execute("""
+        SELECT count(*), count(*) FILTER (WHERE n = 1), max(n)
+        FROM (SELECT cluster_key, count(*) AS n FROM clusters GROUP BY cluster_key)""").fetchall()[0]
+    report.clusters, report.singletons, report.largest = stats
+    report.flagged = dict(con.execute("""
+        SELECT flags, count(DISTINCT cluster_key) FROM clusters WHERE flags IS NOT NULL
+        GROUP BY flags ORDER BY flags""").fetchall())
+    return report
+
+
+def _cluster_changed_region(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, ...],
+                            max_size: int, cannot_links: str, basis: Basis) -> ClusterReport:
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _seeds AS
+        WITH previous AS ({basis.clusters}),
+        now AS (SELECT rid_l, rid_r, strong, must FROM {links}),
+        before AS (SELECT rid_l, rid_r, strong, must FROM {basis.links}),
+        changed_links AS ((SELECT * FROM now EXCEPT SELECT * FROM before)
+                          UNION ALL (SELECT * FROM before EXCEPT SELECT * FROM now))
+        SELECT s.rid FROM std s LEFT JOIN previous p ON p.rid = s.rid
+        WHERE p.rid IS NULL OR p.content_hash IS DISTINCT FROM s.content_hash
+           OR p.flags LIKE '%identifier_conflict%' OR p.flags LIKE '%size_cap%'
+        UNION SELECT rid_l FROM changed_links UNION SELECT rid_r FROM changed_links
+        UNION SELECT rid_l FROM ({cannot_links}) UNION SELECT rid_r FROM ({cannot_links})""")
+    # The region: everything a chain of current links reaches from a seed, one hop per pass.
+    con.execute("CREATE OR REPLACE TEMP TABLE _region AS SELECT rid FROM _seeds SEMI JOIN std USING (rid)")
+    con.execute("CREATE OR REPLACE TEMP TABLE _frontier AS SELECT rid FROM _region")
+    while con.execute("SELECT count(*) FROM _frontier").fetchall()[0][0]:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _frontier AS
+            SELECT DISTINCT n.rid FROM (
+                SELECT k.rid_r AS rid FROM {links} k JOIN _frontier f ON f.rid = k.rid_l
+                UNION ALL SELECT k.rid_l FROM {links} k JOIN _frontier f ON f.rid = k.rid_r) n
+            ANTI JOIN _region r ON r.rid = n.rid""")
+        con.execute("INSERT INTO _region SELECT rid FROM _frontier")
+    report = _cluster_nodes(con, f"(SELECT * FROM {links} WHERE rid_l IN (SELECT rid FROM _region))",
+                            "SELECT rid AS node FROM _region", identifiers, max_size, cannot_links)
+    report.reclustered = con.execute("SELECT count(*) FROM _region").fetchall()[0][0]
+    con.execute(f"""
+        INSERT INTO clusters
+        SELECT p.rid, p.cluster_key, p.flags FROM ({basis.clusters}) p
+        SEMI JOIN std s ON s.rid = p.rid ANTI JOIN _region r ON r.rid = p.rid""")
+    con.execute("DROP TABLE _seeds")
+    con.execute("DROP TABLE _frontier")
+    con.execute("DROP TABLE IF EXISTS reclustered")
+    con.execute("ALTER TABLE _region RENAME TO reclustered")
+    return report
+
+
+def _cluster_nodes(con: duckdb.DuckDBPyConnection, links: str, nodes: str, identifiers: tuple[str, ...],
+                   max_size: int, cannot_links: str) -> ClusterReport:
+    """Cluster the records of ``nodes`` (closed under ``links``) into table ``clusters``."""
     report = ClusterReport()
     std_columns = {r[0] for r in con.execute("DESCRIBE std").fetchall()}
 
     # 1. strong groups
     report.iterations += connected_components(
-        con, f"SELECT rid_l AS a, rid_r AS b FROM {links} WHERE strong", "strong_groups")
+        con, f"SELECT rid_l AS a, rid_r AS b FROM {links} WHERE strong", "strong_groups", nodes=nodes)
     # 2. weak links between groups: accept unless a single link joins two real groups
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE group_links AS
@@ -205,22 +293,20 @@ def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, 
         WHERE a.n <= {max_size} AND a.n > 2 AND ({differ})
           AND NOT EXISTS (SELECT 1 FROM {links} k WHERE k.rid_l = a.rid AND k.rid_r = b.rid)
         UNION
-        SELECT DISTINCT a.component FROM ({cannot_links or 'SELECT NULL::BIGINT AS rid_l, NULL::BIGINT AS rid_r WHERE false'}) x
+        SELECT DISTINCT a.component FROM ({cannot_links}) x
         JOIN components a ON a.rid = x.rid_l JOIN components b ON b.rid = x.rid_r
         WHERE a.component = b.component""")
     suspects = con.execute("SELECT count(*) FROM suspect_components").fetchall()[0][0]
     con.execute("CREATE OR REPLACE TEMP TABLE resplit (rid BIGINT, component BIGINT, flag VARCHAR)")
     if suspects:
-        cannot = frozenset(tuple(r) for r in con.execute(
-            cannot_links or "SELECT 1, 1 WHERE false").fetchall())
+        cannot = frozenset(tuple(r) for r in con.execute(cannot_links).fetchall())
         members = con.execute(f"""
             SELECT c.component, s.rid, {', '.join(ident)}
             FROM components c JOIN suspect_components x USING (component) JOIN std s ON s.rid = c.rid
             ORDER BY c.component, s.rid""").fetchall()
-        must = "k.must" if "must" in {r[0] for r in con.execute(f"DESCRIBE {links}").fetchall()} else "false"
         edges = con.execute(f"""
             SELECT c.component, k.rid_l, k.rid_r, k.match_probability + CASE WHEN k.strong THEN 1 ELSE 0 END,
-                   {must}
+                   k.must
             FROM {links} k JOIN components c ON c.rid = k.rid_l
             JOIN components c2 ON c2.rid = k.rid_r AND c2.component = c.component
             JOIN suspect_components x ON x.component = c.component
@@ -266,17 +352,10 @@ def cluster(con: duckdb.DuckDBPyConnection, links: str, identifiers: tuple[str, 
         LEFT JOIN strong_groups sg ON sg.node = k.rid
         LEFT JOIN weak w ON w.g = sg.label
         ORDER BY k.rid""")
-    stats = con.execute("""
-        SELECT count(*), count(*) FILTER (WHERE n = 1), max(n)
-        FROM (SELECT cluster_key, count(*) AS n FROM clusters GROUP BY cluster_key)""").fetchall()[0]
-    report.clusters, report.singletons, report.largest = stats
-    report.flagged = dict(con.execute("""
-        SELECT flags, count(DISTINCT cluster_key) FROM clusters WHERE flags IS NOT NULL
-        GROUP BY flags ORDER BY flags""").fetchall())
     for t in ("strong_groups", "group_links", "group_components", "components",
               "suspect_components", "component_members", "resplit"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return report
 
 
-__all__ = ["cluster", "connected_components", "ClusterReport"]
+__all__ = ["cluster", "connected_components", "Basis", "ClusterReport"]

@@ -21,6 +21,11 @@ run, rerun, issues the same ids, and an id is never reused). Every change is wri
 
 The assignment is computed into staging tables; ``commit`` applies it to the registry in the same
 transaction that records the run as finished, after the outputs are published.
+
+**Incremental.** When clustering re-clustered only a region (``cluster.Basis``) and the clusters
+outside it are the published ones, only the region's clusters and the previous ids holding region
+or deleted records are compared: a cluster outside the region is exactly a published cluster, whose
+id stays (every previous cluster touching the region lies inside the region or was deleted).
 """
 
 from __future__ import annotations
@@ -47,18 +52,28 @@ def _new_id(anchor: str, attempt: int) -> str:
     return "G" + hashlib.md5(f"{anchor}{suffix}".encode()).hexdigest()[:15]
 
 
-def assign(con: duckdb.DuckDBPyConnection, generation: int) -> dict[str, int]:
-    """Write ``cluster_ids`` and the staging tables ``id_events`` / ``id_new``; return counts."""
+def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None = None) -> dict[str, int]:
+    """Write ``cluster_ids`` and the staging tables ``id_events`` / ``id_new``; return counts.
+
+    ``changed``: SQL yielding the ``rid`` of every record re-clustered this run, when every other
+    record's cluster is exactly as published (module docstring); None compares everything."""
     con.execute(SCHEMA)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE current_members AS
-        SELECT c.cluster_key, c.flags, s.rid, s.source, s.record_id
-        FROM clusters c JOIN std s USING (rid)""")
+        SELECT c.cluster_key, c.flags, s.rid, s.source, s.record_id, s.content_hash
+        FROM clusters c JOIN std s USING (rid) {f"WHERE rid IN ({changed})" if changed else ""}""")
+    # The previous membership that can change: the published rows of these records and of
+    # records that are gone.
+    previous = "SELECT * FROM golden_membership" if not changed else """
+        SELECT p.* FROM golden_membership p SEMI JOIN current_members m USING (source, record_id)
+        UNION ALL
+        SELECT p.* FROM golden_membership p ANTI JOIN std s USING (source, record_id)"""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE previous_members AS {previous}")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE id_overlap AS
         WITH sizes AS (SELECT cluster_key, count(*) AS size FROM current_members GROUP BY 1)
         SELECT m.cluster_key, p.cluster_id, count(*) AS n, any_value(s.size) AS cluster_size
-        FROM current_members m JOIN golden_membership p USING (source, record_id)
+        FROM current_members m JOIN previous_members p USING (source, record_id)
         JOIN sizes s USING (cluster_key)
         GROUP BY m.cluster_key, p.cluster_id""")
     # Each previous id picks the new cluster with most of its members; on a tie, the smaller one
@@ -69,7 +84,7 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int) -> dict[str, int]:
             SELECT cluster_id,
                    arg_max(cluster_key, struct_pack(n := n, s := -cluster_size, k := -cluster_key)) AS cluster_key
             FROM id_overlap GROUP BY cluster_id
-        ), previous AS (SELECT cluster_id, count(*) AS size FROM golden_membership GROUP BY 1)
+        ), previous AS (SELECT cluster_id, count(*) AS size FROM previous_members GROUP BY 1)
         SELECT p.cluster_key, p.cluster_id, v.size, coalesce(g.created_generation, 0) AS created
         FROM picks p JOIN previous v USING (cluster_id) LEFT JOIN golden_ids g USING (cluster_id)""")
     con.execute("""
@@ -95,11 +110,22 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int) -> dict[str, int]:
                 attempt += 1
             issued.add(new)
             con.execute("UPDATE id_new SET cluster_id = ? WHERE cluster_key = ?", [new, key])
-    con.execute("""
-        CREATE OR REPLACE TABLE cluster_ids AS
-        SELECT m.rid, m.source, m.record_id, coalesce(k.cluster_id, n.cluster_id) AS cluster_id, m.flags
-        FROM current_members m LEFT JOIN id_kept k USING (cluster_key) LEFT JOIN id_new n USING (cluster_key)
-        ORDER BY m.rid""")
+    assigned = """
+        SELECT m.rid, m.source, m.record_id, coalesce(k.cluster_id, n.cluster_id) AS cluster_id, m.flags,
+               m.cluster_key, m.content_hash  -- what the next night's clustering starts from
+        FROM current_members m LEFT JOIN id_kept k USING (cluster_key) LEFT JOIN id_new n USING (cluster_key)"""
+    if changed:
+        # Edit in place: rewriting every row would cost more than the night's changes.
+        con.execute("DELETE FROM cluster_ids WHERE rid IN (SELECT rid FROM current_members) "
+                    "OR rid NOT IN (SELECT rid FROM std)")
+        con.execute(f"INSERT INTO cluster_ids {assigned}")
+        # The membership rows ``commit`` rewrites (without this table: all of them).
+        con.execute("""CREATE OR REPLACE TEMP TABLE id_scope AS
+                       SELECT source, record_id FROM previous_members
+                       UNION SELECT source, record_id FROM current_members""")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE cluster_ids AS {assigned} ORDER BY m.rid")
+        con.execute("DROP TABLE IF EXISTS id_scope")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE id_events AS
         -- previous ids that lost the merge
@@ -115,10 +141,11 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int) -> dict[str, int]:
         UNION ALL
         -- previous ids none of whose members remain
         SELECT {generation}, v.cluster_id, 'retired', NULL
-        FROM (SELECT DISTINCT cluster_id FROM golden_membership) v ANTI JOIN id_overlap o USING (cluster_id)""")
+        FROM (SELECT DISTINCT cluster_id FROM previous_members) v ANTI JOIN id_overlap o USING (cluster_id)""")
     counts = dict(con.execute("SELECT event, count(*) FROM id_events GROUP BY 1").fetchall())
-    counts["kept"] = con.execute("SELECT count(*) FROM id_kept").fetchall()[0][0]
-    for t in ("current_members", "id_overlap", "id_claims", "id_kept"):
+    counts["kept"] = con.execute(
+        "SELECT count(DISTINCT cluster_id) FROM cluster_ids ANTI JOIN id_new USING (cluster_id)").fetchall()[0][0]
+    for t in ("current_members", "previous_members", "id_overlap", "id_claims", "id_kept"):
         con.execute(f"DROP TABLE {t}")
     return counts
 
@@ -138,8 +165,14 @@ def commit(con: duckdb.DuckDBPyConnection, generation: int) -> None:
                     WHERE cluster_id IN (SELECT cluster_id FROM id_events
                                          WHERE event IN ('merged_into', 'retired'))""")
     con.execute("INSERT INTO id_history SELECT * FROM id_events")
-    con.execute("CREATE OR REPLACE TABLE golden_membership AS "
-                "SELECT DISTINCT source, record_id, cluster_id FROM cluster_ids")
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'id_scope'").fetchall()[0][0]:
+        con.execute("""DELETE FROM golden_membership g USING id_scope s
+                       WHERE g.source = s.source AND g.record_id = s.record_id""")
+        con.execute("""INSERT INTO golden_membership SELECT c.source, c.record_id, c.cluster_id
+                       FROM cluster_ids c SEMI JOIN id_scope s USING (source, record_id)""")
+    else:
+        con.execute("CREATE OR REPLACE TABLE golden_membership AS "
+                    "SELECT DISTINCT source, record_id, cluster_id FROM cluster_ids")
 
 
 __all__ = ["assign", "commit", "history_query"]

@@ -278,6 +278,25 @@ def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                             "GROUP BY 1").fetchall())
 
 
+def _cluster_signature(con: duckdb.DuckDBPyConnection, config: Config) -> str:
+    # What clustering depends on besides links and records: the guard's settings and the
+    # standardisation rules (which derive the identifiers).
+    return repr((config.cluster.identifiers, config.cluster.max_size,
+                 state.get_meta(con, "standardise_signature")))
+
+
+def _cluster_basis(con: duckdb.DuckDBPyConnection, config: Config, full: bool) -> clustering.Basis | None:
+    """The last clustering, to re-cluster only what changed since (``cluster``'s docstring), or
+    None: a full run, a first night, new guard settings or rules, or a state from older code."""
+    if full or state.get_meta(con, "cluster_basis") != _cluster_signature(con, config):
+        return None
+    if "content_hash" not in {r[0] for r in con.execute("DESCRIBE cluster_ids").fetchall()}:
+        return None
+    con.execute("ALTER TABLE links RENAME TO links_basis")
+    return clustering.Basis(links="links_basis",
+                            clusters="SELECT rid, cluster_key, flags, content_hash FROM cluster_ids")
+
+
 def _links(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     # Must-links hold even for pairs blocking never produced; they go first when the guard re-clusters.
     con.execute(f"""
@@ -484,13 +503,25 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
         # its own (its writer runs mostly on one thread) while clustering and golden records run;
         # neither changes ``pairs`` or ``std``.
         pub.copy_query_in_background(con, _pairs_query(comparisons), "pairs.parquet")
-        with timer.stage("cluster"):
+        with timer.stage("cluster"), state.transaction(con):
+            # One transaction: the links and the clusters made from them are the next night's
+            # basis, so they change together or not at all.
+            basis = _cluster_basis(con, config, full)
             _links(con, config)
             cluster_report = clustering.cluster(con, "links", config.cluster.identifiers,
                                                 config.cluster.max_size,
                                                 cannot_links="SELECT rid_l, rid_r FROM analyst_pairs "
-                                                             "WHERE kind = 'cannot_link'")
-            id_counts = identity.assign(con, generation)
+                                                             "WHERE kind = 'cannot_link'",
+                                                basis=basis)
+            # Outside the re-clustered region, clusters are the basis's: the published ones when
+            # the basis is the last published run's (not a killed run's).
+            published_basis = basis is not None and state.get_meta(con, "cluster_basis_generation") == str(generation - 1)
+            id_counts = identity.assign(con, generation, changed="SELECT rid FROM reclustered" if published_basis else None)
+            con.execute("DROP TABLE IF EXISTS links_basis")
+            state.set_meta(con, "cluster_basis", _cluster_signature(con, config))
+            state.set_meta(con, "cluster_basis_generation", str(generation))
+        scored.reuse["cluster"] = {"reclustered": cluster_report.reclustered,
+                                   "kept": sum(ingest_report.records.values()) - cluster_report.reclustered}
         with timer.stage("golden"):
             scored.reuse["golden"] = golden.build_golden(con, config, full=full)
 

@@ -25,6 +25,7 @@ machine rebooted) is stale and is taken over, with a log line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,7 +33,7 @@ import socket
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import duckdb
 
@@ -235,6 +236,18 @@ def unchanged_inputs(con: duckdb.DuckDBPyConnection, inputs: dict) -> dict[str, 
     return {path: run_id for path, fp in inputs.items() if fp is not None and previous.get(path) == fp}
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """All statements inside commit together or not at all (a crash rolls them back)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def crash_point(name: str) -> None:
     """Fault injection for the crash-safety tests: DEDUPE_CRASH_AFTER=<name> SIGKILLs this process
     there (after a stage, after publishing with ``published``, or inside a stage at the points
@@ -244,4 +257,4 @@ def crash_point(name: str) -> None:
 
 
 __all__ = ["column_type", "ensure_schema", "state_id", "RunLock", "StateLockedError", "begin_run", "finish_run", "list_runs",
-           "last_generation", "get_meta", "set_meta", "input_fingerprints", "unchanged_inputs", "crash_point"]
+           "last_generation", "get_meta", "set_meta", "input_fingerprints", "unchanged_inputs", "crash_point", "transaction"]

@@ -19,8 +19,8 @@ def nights():
         nonlocal generation
         generation += 1
         rows = [(rid, min(c)) for c in clusters for rid in c]
-        con.execute("CREATE OR REPLACE TABLE std (rid BIGINT, source VARCHAR, record_id VARCHAR)")
-        con.executemany("INSERT INTO std VALUES (?, 'crm', ?)", [(r, f"r{r}") for r, _ in rows])
+        con.execute("CREATE OR REPLACE TABLE std (rid BIGINT, source VARCHAR, record_id VARCHAR, content_hash VARCHAR)")
+        con.executemany("INSERT INTO std VALUES (?, 'crm', ?, 'h')", [(r, f"r{r}") for r, _ in rows])
         con.execute("CREATE OR REPLACE TEMP TABLE clusters (rid BIGINT, cluster_key BIGINT, flags VARCHAR)")
         con.executemany("INSERT INTO clusters VALUES (?, ?, NULL)", rows)
         identity.assign(con, generation)

@@ -39,18 +39,18 @@ Outcome classes (``judge_batch_items.outcome``):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import duckdb
 import pyarrow as pa
 
 from . import cache, cost, prompt
+from ..state import transaction
 from .settings import JudgeSettings
 
 TERMINAL = ("invalid_request", "refusal", "max_tokens", "unparsable")
@@ -141,17 +141,6 @@ def _utc(ts: dt.datetime | None) -> dt.datetime | None:
     if ts.tzinfo is not None:
         ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return ts
-
-
-@contextlib.contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 # ---------------------------------------------------------------- planning

@@ -160,6 +160,8 @@ def test_incremental_and_full_runs_give_the_same_clusters(project):
     shutil.copytree(project / "out", project / "out_copy", symlinks=True)
     incremental = run(project)
     assert 0 < incremental["reuse"]["standardise"]["standardised"] < 10
+    # only the part of the link graph the changes reach is clustered again
+    assert 0 < incremental["reuse"]["cluster"]["reclustered"] < incremental["records_total"] / 10
     inc = clusters(project)
     shutil.rmtree(project / "out")
     shutil.move(project / "out_copy", project / "out")
