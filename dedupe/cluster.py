@@ -206,10 +206,10 @@ def _cluster_changed_region(con: duckdb.DuckDBPyConnection, links: str, identifi
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _seeds AS
         WITH previous AS ({basis.clusters}),
-        now AS (SELECT rid_l, rid_r, strong, must FROM {links}),
-        before AS (SELECT rid_l, rid_r, strong, must FROM {basis.links}),
-        changed_links AS ((SELECT * FROM now EXCEPT SELECT * FROM before)
-                          UNION ALL (SELECT * FROM before EXCEPT SELECT * FROM now))
+        changed_links AS (
+            SELECT coalesce(n.rid_l, b.rid_l) AS rid_l, coalesce(n.rid_r, b.rid_r) AS rid_r
+            FROM {links} n FULL JOIN {basis.links} b ON b.rid_l = n.rid_l AND b.rid_r = n.rid_r
+            WHERE n.rid_l IS NULL OR b.rid_l IS NULL OR n.strong <> b.strong OR n.must <> b.must)
         SELECT s.rid FROM std s LEFT JOIN previous p ON p.rid = s.rid
         WHERE p.rid IS NULL OR p.content_hash IS DISTINCT FROM s.content_hash
            OR p.flags LIKE '%identifier_conflict%' OR p.flags LIKE '%size_cap%'

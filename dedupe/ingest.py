@@ -322,28 +322,25 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, allow_deletions: bool
                (SELECT coalesce(max(rid), 0) FROM record_registry)
                + row_number() OVER (ORDER BY r.source_index, r.record_id)
         FROM raw_records r ANTI JOIN record_registry g USING (source, record_id)""")
+    # The content hash says whether a record changed since it was last standardised: every mapped
+    # value takes part as read (after date parsing, so a new date_format counts as a change), NULL
+    # distinct from empty. (One pass: the raw text of parsed fields stays alongside, unread later.)
+    content = ", ".join(f"coalesce(CAST({f} AS VARCHAR), chr(0))" for f in fields)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE typed_records AS
-        SELECT g.rid, r.source, r.record_id, {', '.join(typed(f) for f in fields)}
-               {''.join(f', r.{f} AS {f}__raw' for f in checked)}
-        FROM raw_records r JOIN record_registry g USING (source, record_id)""")
+        CREATE OR REPLACE TEMP TABLE records AS
+        SELECT *, md5(concat_ws(chr(31), {content})) AS content_hash
+        FROM (SELECT g.rid, r.source, r.record_id, {', '.join(typed(f) for f in fields)}
+                     {''.join(f', r.{f} AS {f}__raw' for f in checked)}
+              FROM raw_records r JOIN record_registry g USING (source, record_id))
+        ORDER BY rid""")
     for fname in checked:
-        rows = con.execute(f"""SELECT source, count(*) FROM typed_records
+        rows = con.execute(f"""SELECT source, count(*) FROM records
                                WHERE {fname}__raw IS NOT NULL AND {fname} IS NULL GROUP BY source
                                ORDER BY source""").fetchall()
         for src, n in rows:
             report.unparsed.setdefault(src, {})[fname] = n
-    # The content hash says whether a record changed since it was last standardised: every mapped
-    # value takes part as read (after date parsing, so a new date_format counts as a change), NULL
-    # distinct from empty.
-    content = ", ".join(f"coalesce(CAST({f} AS VARCHAR), chr(0))" for f in fields)
-    raw_cols = f" EXCLUDE ({', '.join(f'{f}__raw' for f in checked)})" if checked else ""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE records AS "
-                f"SELECT *{raw_cols}, md5(concat_ws(chr(31), {content})) AS content_hash "
-                f"FROM typed_records ORDER BY rid")
     counts = dict(con.execute("SELECT source, count(*) FROM records GROUP BY source").fetchall())
     report.records = {source.name: counts.get(source.name, 0) for source in config.sources}
-    con.execute("DROP TABLE typed_records")
     con.execute("DROP VIEW raw_records")
     for i in range(len(config.sources)):
         con.execute(f"DROP TABLE src_{i}")

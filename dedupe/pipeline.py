@@ -38,7 +38,6 @@ from dedupe.judge import JudgeBudgetError, JudgePending, JudgeReport, may_call_a
 from dedupe.judge import dry_run as judge_dry_run
 from dedupe.judge.settings import CANONICAL_FIELDS as JUDGE_FIELDS
 from dedupe.outputs import Publisher, foreign_owner, remove_stale_staging
-from dedupe.standardise import standardise
 from dedupe.state import StateLockedError
 
 
@@ -376,6 +375,7 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
     reuse: dict = {}
     with timer.stage("ingest"):
         ingest_report = ingest(con, config, allow_deletions=allow_deletions)
+    from dedupe.standardise import standardise  # imported in the background by ``run``
     with timer.stage("standardise"):
         reuse["standardise"] = standardise(con, config, full=full,
                                            progress=lambda step: log(f"standardise: {step}"))
@@ -414,11 +414,16 @@ def dry_run_judge(config: Config, out_path: Path, log: Callable[[str], None] = d
             con.close()
 
 
-def _import_in_background(module: str) -> None:
+def _import_in_background(module: str, then: str | None = None) -> None:
     """Import a slow module (the Anthropic SDK builds hundreds of pydantic models: ~1 s) in a thread,
-    overlapping with stages that run inside DuckDB with the GIL released. The stage that needs it
-    later finds it imported, or waits on Python's import lock for the thread to finish."""
-    threading.Thread(target=importlib.import_module, args=(module,), name=f"import-{module}", daemon=True).start()
+    overlapping with stages that run inside DuckDB with the GIL released, then call its function
+    ``then`` if given. The stage that needs it later finds it imported, or waits on Python's import
+    lock for the thread to finish."""
+    def load() -> None:
+        loaded = importlib.import_module(module)
+        if then:
+            getattr(loaded, then)()
+    threading.Thread(target=load, name=f"import-{module}", daemon=True).start()
 
 
 def _deletions_allowed(con: duckdb.DuckDBPyConnection, inputs: dict, allowed_now: bool,
@@ -449,6 +454,7 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
     """
     with state.RunLock(config.state, log):
         _import_in_background("pandas")  # DuckDB imports it at the first Arrow hand-over
+        _import_in_background("dedupe.standardise", then="warm_up")  # while ingest reads the exports
         if may_call_api(config.judge):
             _import_in_background("anthropic")
         con = connect(config)
