@@ -359,7 +359,8 @@ def compare_candidates(con: duckdb.DuckDBPyConnection, comparisons: list[Compari
         DELETE FROM comparisons o WHERE NOT EXISTS (
             SELECT 1 FROM keyed_candidates k WHERE k.rid_l = o.rid_l AND k.rid_r = o.rid_r
                AND k.key_l = o.key_l AND k.key_r = o.key_r)""")
-    con.execute("INSERT INTO comparisons SELECT * FROM fresh_comparisons")
+    # By name: the stored rows also carry their scores and decisions (filled in by the pipeline).
+    con.execute("INSERT INTO comparisons BY NAME SELECT * FROM fresh_comparisons")
     fresh = con.execute("SELECT count(*) FROM fresh_comparisons").fetchall()[0][0]
     total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
     for t in ("fresh_comparisons", "stale_pairs", "keyed_candidates"):

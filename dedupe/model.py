@@ -22,7 +22,9 @@ there are too few), the prior by EM, and term-frequency adjustment of exact matc
   main line shared by forty colleagues) is weaker evidence than on a rare one. For comparisons with
   a ``tf_column``, the exact level's Bayes factor uses ``m / tf(value)`` instead of ``m / u``, where
   ``tf(value)`` is the value's share among records. The boost for rare values is capped
-  (``MAX_TF_BOOST``) so a typo-unique value cannot outweigh everything else.
+  (``MAX_TF_BOOST``) so a typo-unique value cannot outweigh everything else. The shares are
+  counted when the model is trained and kept with it (``freeze_term_frequencies``), so an
+  unchanged pair keeps its score from night to night.
 
 Everything is deterministic: the u sample comes from a seeded generator, EM starts from fixed values.
 """
@@ -245,42 +247,55 @@ def _weight_case(c: Comparison, params: ModelParams) -> str:
     return f"(CASE c.{c.name} {branches} ELSE 0.0 END)"
 
 
-def score(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison], params: ModelParams,
-          levels_table: str, out_table: str, tf_adjustment: bool = True, as_view: bool = False) -> None:
-    """Write ``out_table``: the levels plus ``match_weight`` and ``match_probability``.
+def freeze_term_frequencies(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison],
+                            tf_adjustment: bool = True) -> None:
+    """Store each term-frequency comparison's value shares (table ``tf_<name>``) with the model.
 
-    ``as_view``: a TEMP VIEW instead of a table, for a caller that reads the scores once (it saves
-    writing every pair one more time)."""
+    Frozen, like the m and u: a pair's score then depends only on its own two records, so a night
+    re-scores only the pairs it compared again, and an unchanged pair keeps its score (a share
+    recounted every night would move nearly every score a little). A value first seen after
+    training has no share and gets no adjustment. ``--retrain`` counts them again."""
+    for c in comparisons:
+        con.execute(f"DROP TABLE IF EXISTS tf_{c.name}")
+        if c.tf_column and tf_adjustment:
+            con.execute(f"""
+                CREATE TABLE tf_{c.name} AS
+                SELECT {c.tf_column} AS value, count(*) / sum(count(*)) OVER () AS tf
+                FROM std WHERE {c.tf_column} IS NOT NULL GROUP BY {c.tf_column}""")
+
+
+def frozen_term_frequencies(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison],
+                            tf_adjustment: bool = True) -> bool:
+    """Whether every ``tf_<name>`` table ``score_sql`` needs exists."""
+    have = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary").fetchall()}
+    return all(f"tf_{c.name}" in have for c in comparisons if c.tf_column and tf_adjustment)
+
+
+def score_sql(comparisons: list[Comparison], params: ModelParams, levels_table: str,
+              tf_adjustment: bool = True, where: str = "true") -> str:
+    """SQL for ``(rid_l, rid_r, match_weight, match_probability)`` of the rows of ``levels_table``
+    matching ``where``, with the frozen term frequencies (``freeze_term_frequencies``)."""
     terms = [f"{math.log2(params.prior / (1 - params.prior))!r}::DOUBLE"]
     joins = []
-    ctes = []
     tf_comparisons = [c for c in comparisons if c.tf_column and tf_adjustment]
     for c in comparisons:
         terms.append(_weight_case(c, params))
     if tf_comparisons:
         joins.append("JOIN std l ON l.rid = c.rid_l")
     for c in tf_comparisons:
-        col = c.tf_column
-        ctes.append(f"""tf_{c.name} AS (
-            SELECT {col} AS value, count(*) / sum(count(*)) OVER () AS tf
-            FROM std WHERE {col} IS NOT NULL GROUP BY {col})""")
         u_exact = params.u[c.name][c.exact_level]
-        joins.append(f"LEFT JOIN tf_{c.name} ON tf_{c.name}.value = l.{col} AND c.{c.name} = {c.exact_level}")
+        joins.append(f"LEFT JOIN tf_{c.name} ON tf_{c.name}.value = l.{c.tf_column} AND c.{c.name} = {c.exact_level}")
         # log2(u_exact / tf): negative for common values, capped positive for rare ones. (DuckDB's
         # least() skips NULLs, so the no-exact-match case must be spelled out.)
         terms.append(f"(CASE WHEN tf_{c.name}.tf IS NULL THEN 0.0 ELSE least(log2({u_exact!r}::DOUBLE "
                      f"/ tf_{c.name}.tf), {math.log2(MAX_TF_BOOST)!r}::DOUBLE) END)")
-    weight = " + ".join(terms)
-    level_cols = ", ".join(f"c.{c.name}" for c in comparisons)
-    ctes.append(f"""weighted AS (
-            SELECT c.rid_l, c.rid_r, {level_cols}, {weight} AS match_weight
-            FROM {levels_table} c {' '.join(joins)}
-        )""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP {'VIEW' if as_view else 'TABLE'} {out_table} AS
-        WITH {', '.join(ctes)}
-        SELECT *, 1.0 / (1.0 + pow(2.0, -greatest(least(match_weight, 60), -60))) AS match_probability
-        FROM weighted""")
+    return f"""
+        SELECT rid_l, rid_r, match_weight,
+               1.0 / (1.0 + pow(2.0, -greatest(least(match_weight, 60), -60))) AS match_probability
+        FROM (SELECT c.rid_l, c.rid_r, {' + '.join(terms)} AS match_weight
+              FROM {levels_table} c {' '.join(joins)} WHERE {where})"""
 
 
-__all__ = ["ModelParams", "train", "score", "estimate_u", "estimate_m", "MAX_TF_BOOST"]
+__all__ = ["ModelParams", "train", "score_sql", "freeze_term_frequencies", "frozen_term_frequencies",
+           "estimate_u", "estimate_m", "MAX_TF_BOOST"]

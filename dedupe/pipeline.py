@@ -122,15 +122,15 @@ def _zones(con: duckdb.DuckDBPyConnection, config: Config,
         personal = ["email", "date_of_birth"] + [f.name for f in config.extra_fields if f.identifier]
         rescue = " OR ".join(f"{n} = {by_name[n].exact_level}" for n in personal if n in by_name)
         gate = "first_name = 0 AND last_name = 0" + (f" AND NOT ({rescue})" if rescue else "")
+    # Only pairs at or above the review threshold can be anything but the model's non_match.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE zoned_pairs AS
-        SELECT *, CASE WHEN {gate} THEN 'non_match'
-                       WHEN match_probability >= {t.match} THEN 'match'
-                       WHEN match_probability >= {t.review} THEN 'review'
-                       ELSE 'non_match' END AS decision,
+        SELECT rid_l, rid_r, match_weight, match_probability,
+               CASE WHEN {gate} THEN 'non_match'
+                    WHEN match_probability >= {t.match} THEN 'match'
+                    ELSE 'review' END AS decision,
                'model' AS decided_by, false AS over_budget, false AS judge_skipped
-        FROM scored""")
-    con.execute("DROP VIEW scored")
+        FROM comparisons WHERE match_probability >= {t.review}""")
     skipped = _skip_redundant_review(con, t)
     return skipped, _cap_review_band(con, t)
 
@@ -266,15 +266,104 @@ def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                v.llm_same_person, v.llm_confidence, v.llm_reason
         FROM (review_pairs rp JOIN judge_results v ON v.pair_key = rp.pair_key)
         FULL JOIN analyst_pairs a ON a.rid_l = rp.rid_l AND a.rid_r = rp.rid_r""")
-    con.execute("""
-        CREATE OR REPLACE TABLE pairs AS
-        SELECT p.* REPLACE (coalesce(o.decision, p.decision) AS decision,
-                            coalesce(o.decided_by, p.decided_by) AS decided_by),
-               o.judge_model, o.judge_batch_id, o.judge_custom_id,
-               o.llm_same_person, o.llm_confidence, o.llm_reason
-        FROM zoned_pairs p LEFT JOIN pair_overrides o ON o.rid_l = p.rid_l AND o.rid_r = p.rid_r""")
-    return dict(con.execute("SELECT decision, count(*) FROM pairs WHERE decided_by = 'llm' "
-                            "GROUP BY 1").fetchall())
+    judge_cols = "judge_model, judge_batch_id, judge_custom_id, llm_same_person, llm_confidence, llm_reason"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE final_decisions AS
+        SELECT z.rid_l, z.rid_r, coalesce(o.decision, z.decision) AS decision,
+               coalesce(o.decided_by, z.decided_by) AS decided_by, z.over_budget, z.judge_skipped,
+               {', '.join(f'o.{c}' for c in judge_cols.split(', '))}
+        FROM zoned_pairs z LEFT JOIN pair_overrides o ON o.rid_l = z.rid_l AND o.rid_r = z.rid_r
+        UNION ALL  -- an analyst's decision on a pair below the review band
+        SELECT o.rid_l, o.rid_r, o.decision, o.decided_by, false, false, {judge_cols}
+        FROM pair_overrides o
+        SEMI JOIN comparisons c ON c.rid_l = o.rid_l AND c.rid_r = o.rid_r
+        ANTI JOIN zoned_pairs z ON z.rid_l = o.rid_l AND z.rid_r = o.rid_r""")
+    by_llm = dict(con.execute("SELECT decision, count(*) FROM final_decisions WHERE decided_by = 'llm' "
+                              "GROUP BY 1").fetchall())
+    _store_decisions(con)
+    return by_llm
+
+
+# A pair's decision columns, as a pair below the review band has them: the model's non_match,
+# no verdict from anyone.
+MODEL_NON_MATCH = {"decision": "'non_match'", "decided_by": "'model'", "over_budget": "false",
+                   "judge_skipped": "false", "judge_model": "NULL::VARCHAR", "judge_batch_id": "NULL::VARCHAR",
+                   "judge_custom_id": "NULL::VARCHAR", "llm_same_person": "NULL::BOOLEAN",
+                   "llm_confidence": "NULL::DOUBLE", "llm_reason": "NULL::VARCHAR"}
+DECISION_COLUMNS = tuple(MODEL_NON_MATCH)
+_MODEL_NON_MATCH = ", ".join(f"{v} AS {c}" for c, v in MODEL_NON_MATCH.items())
+
+
+def _store_decisions(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring the stored pairs' decisions to ``final_decisions`` (every other pair: the model's
+    non_match), editing only the rows that differ: a night changes a few thousand of them, and a
+    rewrite of every pair would cost more than the rest of its clustering. Rows from a killed run
+    are repaired the same way, since every row not as wanted is found again."""
+    cols = ", ".join(DECISION_COLUMNS)
+    not_default = " OR ".join(f"{c} IS DISTINCT FROM {v}" for c, v in MODEL_NON_MATCH.items())
+    # A wanted row without a stored one: the stored row is the model's non_match.
+    stored_or_default = ", ".join(f"CASE WHEN s.rid_l IS NULL THEN {v} ELSE s.{c} END"
+                                  for c, v in MODEL_NON_MATCH.items())
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE decision_changes AS
+        WITH stored AS (SELECT rid_l, rid_r, {cols} FROM comparisons WHERE {not_default}),
+        wanted AS (
+            SELECT rid_l, rid_r, {cols} FROM final_decisions
+            UNION ALL
+            SELECT s.rid_l, s.rid_r, {_MODEL_NON_MATCH} FROM stored s
+            ANTI JOIN final_decisions f ON f.rid_l = s.rid_l AND f.rid_r = s.rid_r
+        )
+        SELECT w.* FROM wanted w LEFT JOIN stored s ON s.rid_l = w.rid_l AND s.rid_r = w.rid_r
+        WHERE ({', '.join(f'w.{c}' for c in DECISION_COLUMNS)}) IS DISTINCT FROM ({stored_or_default})""")
+    con.execute(f"""
+        UPDATE comparisons c SET {', '.join(f'{col} = d.{col}' for col in DECISION_COLUMNS)}
+        FROM decision_changes d WHERE c.rid_l = d.rid_l AND c.rid_r = d.rid_r""")
+    con.execute("DROP TABLE decision_changes")
+    con.execute("DROP TABLE final_decisions")
+
+
+def _score_pairs(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison],
+                 params: model.ModelParams) -> dict[str, int]:
+    """Scores for the stored pairs that have none (new since last night), or for every pair when
+    the model changed; return how many were scored and kept. A new pair starts as the model's
+    non_match; ``_store_decisions`` sets what it should be."""
+    signature = hashlib.sha256((params.to_state() + repr(config.model.tf_adjustment)).encode()).hexdigest()[:16]
+    columns = {r[0] for r in con.execute("DESCRIBE comparisons").fetchall()}
+    total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
+    if "match_probability" in columns and state.get_meta(con, "scores_signature") == signature:
+        todo = con.execute("SELECT count(*) FROM comparisons WHERE match_probability IS NULL").fetchall()[0][0]
+        if todo < total // 2:
+            scores = model.score_sql(comparisons, params, "comparisons", config.model.tf_adjustment,
+                                     where="c.match_probability IS NULL")
+            defaults = ", ".join(f"{c} = {v}" for c, v in MODEL_NON_MATCH.items())
+            con.execute(f"""
+                UPDATE comparisons c SET match_weight = s.match_weight, match_probability = s.match_probability,
+                       {defaults}
+                FROM ({scores}) s WHERE c.rid_l = s.rid_l AND c.rid_r = s.rid_r""")
+            _pairs_view(con, comparisons)
+            return {"scored": todo, "kept": total - todo}
+    levels = ", ".join(f"c.{name}" for name in ["rid_l", "rid_r", "key_l", "key_r"] + [k.name for k in comparisons])
+    scores = model.score_sql(comparisons, params, "comparisons", config.model.tf_adjustment)
+    with state.transaction(con):
+        con.execute(f"""
+            CREATE OR REPLACE TABLE comparisons AS
+            SELECT {levels}, s.match_weight, s.match_probability, {_MODEL_NON_MATCH}
+            FROM comparisons c JOIN ({scores}) s ON s.rid_l = c.rid_l AND s.rid_r = c.rid_r""")
+        state.set_meta(con, "scores_signature", signature)
+    _pairs_view(con, comparisons)
+    return {"scored": total, "kept": 0}
+
+
+def _pairs_view(con: duckdb.DuckDBPyConnection, comparisons: list[compare.Comparison]) -> None:
+    """``pairs``: the stored pairs as the review app and pairs.parquet see them."""
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pairs' "
+                   "AND schema_name = 'main' AND NOT temporary").fetchall()[0][0]:
+        con.execute("DROP TABLE pairs")  # a state from before pairs were a view
+    con.execute(f"""
+        CREATE OR REPLACE VIEW pairs AS
+        SELECT rid_l, rid_r, {', '.join(c.name for c in comparisons)}, match_weight, match_probability,
+               {', '.join(DECISION_COLUMNS)}
+        FROM comparisons""")
 
 
 def _cluster_signature(con: duckdb.DuckDBPyConnection, config: Config) -> str:
@@ -361,8 +450,13 @@ def _model(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
                           state.get_meta(con, "standardise_signature") or ""])
     stored = state.get_meta(con, "model_params")
     if stored and not retrain and state.get_meta(con, "model_signature") == signature:
+        if not model.frozen_term_frequencies(con, comparisons, config.model.tf_adjustment):
+            # a model stored by code that counted them every night: count them once, now
+            model.freeze_term_frequencies(con, comparisons, config.model.tf_adjustment)
+            state.set_meta(con, "scores_signature", "")
         return model.ModelParams.from_state(stored), False
     params = model.train(con, comparisons, "comparisons", config.model, identifiers=config.cluster.identifiers)
+    model.freeze_term_frequencies(con, comparisons, config.model.tf_adjustment)
     state.set_meta(con, "model_params", params.to_state())
     state.set_meta(con, "model_signature", signature)
     return params, True
@@ -390,7 +484,7 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
         params, trained = _model(con, config, comparisons, retrain)
         reuse["model"] = "trained" if trained else "reused"
     with timer.stage("score"):
-        model.score(con, comparisons, params, "comparisons", "scored", config.model.tf_adjustment, as_view=True)
+        reuse["scores"] = _score_pairs(con, config, comparisons, params)
         reuse["analyst_decisions"] = _analyst_pairs(con)
         review_skipped, review_cut = _zones(con, config, comparisons)
         _review_table(con)
@@ -500,6 +594,9 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
     ingest_report, block_report = scored.ingest, scored.blocking
     comparisons, params = scored.comparisons, scored.params
     zones_before = dict(con.execute("SELECT decision, count(*) FROM zoned_pairs GROUP BY 1").fetchall())
+    # (zoned_pairs holds the band at or above the review threshold; every other pair is a non_match)
+    zones_before["non_match"] = (con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
+                                 - zones_before.get("match", 0) - zones_before.get("review", 0))
     with timer.stage("judge"):
         judge_report: JudgeReport = run_judge(con, "review_pairs", config.judge, log=log)
         verdicts = _apply_verdicts(con)

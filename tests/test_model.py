@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from dedupe.compare import Comparison
 from dedupe.config import ModelSettings
-from dedupe.model import ModelParams, estimate_m, score
+from dedupe.model import ModelParams, estimate_m, freeze_term_frequencies, score_sql
 
 A = Comparison("a", "false", (("exact", "true"), ("close", "true")))
 B = Comparison("b", "false", (("exact", "true"),))
@@ -46,9 +46,28 @@ def test_term_frequency_makes_a_shared_value_weaker_evidence_than_a_rare_one():
     con.execute("CREATE TABLE levels AS SELECT * FROM (VALUES (0, 1, 1), (10, 11, 1), (20, 21, 0)) t(rid_l, rid_r, phone)")
     phone = Comparison("phone", "false", (("exact", "true"),), tf_column="phone")
     params = ModelParams(prior=0.01, m={"phone": {1: 0.9, 0: 0.1}}, u={"phone": {1: 0.02, 0: 0.98}})
-    score(con, [phone], params, "levels", "scored")
-    w = dict(con.execute("SELECT rid_l, match_weight FROM scored").fetchall())
+    freeze_term_frequencies(con, [phone])
+    w = dict(con.execute(f"SELECT rid_l, match_weight FROM ({score_sql([phone], params, 'levels')})").fetchall())
     assert w[10] > w[0]  # the rare shared number says more than the office line
     no_tf_exact = math.log2(0.01 / 0.99) + math.log2(0.9 / 0.02)
     assert w[0] < no_tf_exact
     assert abs(w[20] - (math.log2(0.01 / 0.99) + math.log2(0.1 / 0.98))) < 1e-9
+
+
+def test_term_frequencies_are_kept_with_the_model_so_an_unchanged_pair_keeps_its_score():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE std AS SELECT range AS rid, CASE WHEN range < 10 THEN '+12125550100' "
+                "ELSE '+1212555' || (1000 + range) END AS phone FROM range(100)")
+    con.execute("CREATE TABLE levels AS SELECT * FROM (VALUES (0, 1, 1), (50, 51, 1)) t(rid_l, rid_r, phone)")
+    phone = Comparison("phone", "false", (("exact", "true"),), tf_column="phone")
+    params = ModelParams(prior=0.01, m={"phone": {1: 0.9, 0: 0.1}}, u={"phone": {1: 0.02, 0: 0.98}})
+    freeze_term_frequencies(con, [phone])
+    before = con.execute(f"SELECT * FROM ({score_sql([phone], params, 'levels')}) ORDER BY ALL").fetchall()
+    # Thirty more colleagues join the office line: the shares move, the frozen ones do not.
+    con.execute("INSERT INTO std SELECT range, '+12125550100' FROM range(100, 130)")
+    after = con.execute(f"SELECT * FROM ({score_sql([phone], params, 'levels')}) ORDER BY ALL").fetchall()
+    assert after == before
+    # A value first seen after training gets no adjustment: the plain m/u weight.
+    con.execute("UPDATE std SET phone = '+19998887777' WHERE rid IN (50, 51)")
+    w = dict(con.execute(f"SELECT rid_l, match_weight FROM ({score_sql([phone], params, 'levels')})").fetchall())
+    assert abs(w[50] - (math.log2(0.01 / 0.99) + math.log2(0.9 / 0.02))) < 1e-9
