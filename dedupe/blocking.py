@@ -12,8 +12,15 @@ identity. Members of a capped block still meet their true duplicates through the
 pair count of every rule is known from the block census *before* the join runs, so a run never
 materialises a join it cannot afford.
 
-Output: table ``candidates(rid_l, rid_r, rule)`` with ``rid_l < rid_r`` and ``rule`` the first rule
-(in config order) that produced the pair, plus a ``BlockingReport``.
+**Incremental.** The blocking is kept in the state (``blocking_keys``: every record's key per
+rule; ``blocking_capped``: the capped blocks; ``blocking_parts``: each rule's pairs;
+``blocking_records``: the content each record was blocked with). A night finds the records whose
+content changed, re-keys only them, and redoes only the blocks they left or joined: their pairs
+come again from their blocks, and a block that crossed the cap adds or drops the pairs between its
+other members. The result is the full blocking's, by construction and by test.
+
+Output: TEMP table ``candidates(rid_l, rid_r, rule)`` with ``rid_l < rid_r`` and ``rule`` the first
+rule (in config order) that produced the pair, plus a ``BlockingReport``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import duckdb
+
+from dedupe.state import get_meta, set_meta, transaction
 
 # name -> (SQL expression over std, is_list). The local-part key is for *handles* ("wolfpack77"):
 # a role mailbox says nothing about who wrote to you, and a local part spelt from the person's
@@ -61,7 +70,6 @@ class CappedBlock:
 @dataclass
 class BlockingReport:
     pairs_per_rule: dict[str, int] = field(default_factory=dict)  # new pairs each rule added
-    estimated_pairs_per_rule: dict[str, int] = field(default_factory=dict)
     capped: list[CappedBlock] = field(default_factory=list)
     capped_total: int = 0
     candidate_pairs: int = 0
@@ -81,8 +89,8 @@ def _key_expr(part: str, std_columns: set[str]) -> tuple[str, bool] | None:
     return expr, is_list
 
 
-def _rule_keys_sql(rule: tuple[str, ...], std_columns: set[str]) -> str | None:
-    """SQL yielding (rid, key) for one rule, or None if the rule's fields are absent."""
+def _rule_keys_sql(rule: tuple[str, ...], std_columns: set[str], records: str = "std") -> str | None:
+    """SQL yielding (rid, key) for one rule over ``records``, or None if the rule's fields are absent."""
     exprs = []
     for i, part in enumerate(rule):
         resolved = _key_expr(part, std_columns)
@@ -92,54 +100,144 @@ def _rule_keys_sql(rule: tuple[str, ...], std_columns: set[str]) -> str | None:
         exprs.append(f"unnest({expr}) AS k{i}" if is_list else f"{expr} AS k{i}")
     # A key with any missing part is no key: NULL || 'x' is NULL.
     key = " || '|' || ".join(f"CAST(k{i} AS VARCHAR)" for i in range(len(rule)))
-    return (f"SELECT DISTINCT rid, {key} AS key FROM (SELECT rid, {', '.join(exprs)} FROM std) "
+    return (f"SELECT DISTINCT rid, {key} AS key FROM (SELECT rid, {', '.join(exprs)} FROM {records}) "
             f"WHERE {key} IS NOT NULL AND {key} <> ''")
 
 
 def block(con: duckdb.DuckDBPyConnection, rules: tuple[tuple[str, ...], ...], max_block_size: int,
-          max_capped_report: int = 50) -> BlockingReport:
+          max_capped_report: int = 50, full: bool = True) -> BlockingReport:
+    """Write TEMP table ``candidates``; keep the blocking state for the next night.
+
+    ``full=False`` starts from the last run's blocking when it was made with the same rules, cap
+    and standardisation (see the module's docstring), else everything is blocked afresh."""
     report = BlockingReport()
     std_columns = {r[0] for r in con.execute("DESCRIBE std").fetchall()}
-    con.execute("CREATE OR REPLACE TEMP TABLE candidate_parts (rid_l BIGINT, rid_r BIGINT, rule INTEGER)")
-    capped_rows = []
+    usable = []
     for index, rule in enumerate(rules):
-        name = rule_name(rule)
         keys_sql = _rule_keys_sql(rule, std_columns)
         if keys_sql is None:
-            report.skipped_rules.append(name)
-            continue
-        con.execute(f"CREATE OR REPLACE TEMP TABLE block_keys AS {keys_sql}")
-        con.execute("CREATE OR REPLACE TEMP TABLE block_sizes AS "
-                    "SELECT key, count(*) AS n FROM block_keys GROUP BY key HAVING count(*) > 1")
-        est, capped_n, capped_pairs = con.execute(f"""
-            SELECT coalesce(sum(CASE WHEN n <= {max_block_size} THEN n * (n - 1) / 2 END), 0),
-                   count(*) FILTER (WHERE n > {max_block_size}),
-                   coalesce(sum(CASE WHEN n > {max_block_size} THEN n * (n - 1) / 2 END), 0)
-            FROM block_sizes""").fetchall()[0]
-        report.estimated_pairs_per_rule[name] = int(est)
-        if capped_n:
-            report.capped_total += int(capped_n)
-            capped_rows += [CappedBlock(name, k, n) for k, n in con.execute(
-                f"SELECT key, n FROM block_sizes WHERE n > {max_block_size} "
-                f"ORDER BY n DESC, key LIMIT {max_capped_report}").fetchall()]
-        con.execute(f"""
-            INSERT INTO candidate_parts
-            SELECT a.rid, b.rid, {index}
-            FROM block_keys a
-            JOIN block_sizes s ON s.key = a.key AND s.n <= {max_block_size}
-            JOIN block_keys b ON b.key = a.key AND a.rid < b.rid""")
+            report.skipped_rules.append(rule_name(rule))
+        else:
+            usable.append((index, rule))
+    signature = repr((rules, max_block_size, get_meta(con, "standardise_signature")))
+    with transaction(con):
+        if full or get_meta(con, "blocking_signature") != signature or not _has_state(con):
+            _block_all(con, usable, std_columns, max_block_size)
+        else:
+            _block_changes(con, usable, std_columns, max_block_size)
+        set_meta(con, "blocking_signature", signature)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE candidates AS
-        SELECT rid_l, rid_r, min(rule) AS rule FROM candidate_parts
+        SELECT rid_l, rid_r, min(rule) AS rule FROM blocking_parts
         GROUP BY rid_l, rid_r ORDER BY rid_l, rid_r""")
     for rule_index, n in con.execute(
             "SELECT rule, count(*) FROM candidates GROUP BY rule ORDER BY rule").fetchall():
         report.pairs_per_rule[rule_name(rules[rule_index])] = n
     report.candidate_pairs = con.execute("SELECT count(*) FROM candidates").fetchall()[0][0]
-    report.capped = sorted(capped_rows, key=lambda c: -c.records)[:max_capped_report]
-    for t in ("candidate_parts", "block_keys", "block_sizes"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+    report.capped_total = con.execute("SELECT count(*) FROM blocking_capped").fetchall()[0][0]
+    report.capped = [CappedBlock(rule_name(rules[r]), k, n) for r, k, n in con.execute(
+        f"SELECT rule, key, n FROM blocking_capped ORDER BY n DESC, rule, key LIMIT {max_capped_report}").fetchall()]
     return report
+
+
+_STATE_TABLES = ("blocking_keys", "blocking_capped", "blocking_parts", "blocking_records")
+
+
+def _has_state(con: duckdb.DuckDBPyConnection) -> bool:
+    have = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary").fetchall()}
+    return all(t in have for t in _STATE_TABLES)
+
+
+def _block_all(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple[str, ...]]],
+               std_columns: set[str], max_block_size: int) -> None:
+    con.execute("CREATE OR REPLACE TABLE blocking_keys (rule INTEGER, rid BIGINT, key VARCHAR)")
+    con.execute("CREATE OR REPLACE TABLE blocking_capped (rule INTEGER, key VARCHAR, n BIGINT)")
+    con.execute("CREATE OR REPLACE TABLE blocking_parts (rid_l BIGINT, rid_r BIGINT, rule INTEGER)")
+    # One rule at a time: a rule's key table and its self-join stay small beside all rules' at once.
+    for index, rule in usable:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _rule_keys AS {_rule_keys_sql(rule, std_columns)}")
+        con.execute("CREATE OR REPLACE TEMP TABLE _block_sizes AS "
+                    "SELECT key, count(*) AS n FROM _rule_keys GROUP BY key HAVING count(*) > 1")
+        con.execute(f"INSERT INTO blocking_keys SELECT {index}, rid, key FROM _rule_keys")
+        con.execute(f"INSERT INTO blocking_capped SELECT {index}, key, n FROM _block_sizes WHERE n > {max_block_size}")
+        # The census before the join: a capped block never enters it.
+        con.execute(f"""
+            INSERT INTO blocking_parts
+            SELECT a.rid, b.rid, {index}
+            FROM _rule_keys a
+            JOIN _block_sizes s ON s.key = a.key AND s.n <= {max_block_size}
+            JOIN _rule_keys b ON b.key = a.key AND a.rid < b.rid""")
+    # (A pair sharing several keys of one rule, such as two nickname families, comes once.)
+    con.execute("CREATE OR REPLACE TABLE blocking_parts AS SELECT DISTINCT * FROM blocking_parts")
+    con.execute("CREATE OR REPLACE TABLE blocking_records AS SELECT rid, content_hash FROM std")
+    con.execute("DROP TABLE IF EXISTS _rule_keys")
+    con.execute("DROP TABLE IF EXISTS _block_sizes")
+
+
+def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple[str, ...]]],
+                   std_columns: set[str], max_block_size: int) -> None:
+    """Bring the blocking state up to date with the records that changed since it was made."""
+    cap = max_block_size
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _changed AS
+        SELECT s.rid FROM std s LEFT JOIN blocking_records b ON b.rid = s.rid
+        WHERE b.rid IS NULL OR b.content_hash IS DISTINCT FROM s.content_hash""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _touched AS
+        SELECT rid FROM _changed UNION ALL SELECT rid FROM blocking_records ANTI JOIN std USING (rid)""")
+    changed_std = "(SELECT * FROM std SEMI JOIN _changed USING (rid))"
+    new_keys = " UNION ALL ".join(f"SELECT {index} AS rule, rid, key FROM ({_rule_keys_sql(rule, std_columns, changed_std)})"
+                                  for index, rule in usable) or "SELECT NULL::INTEGER, NULL::BIGINT, NULL::VARCHAR WHERE false"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _new_keys AS {new_keys}")
+    # Dirty blocks: every block a changed or deleted record left or joined.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _dirty AS
+        SELECT DISTINCT rule, key FROM (
+            SELECT rule, key FROM _new_keys
+            UNION ALL SELECT rule, key FROM blocking_keys SEMI JOIN _touched USING (rid))""")
+    sizes = """SELECT k.rule, k.key, count(*) AS n FROM blocking_keys k
+               SEMI JOIN _dirty d ON d.rule = k.rule AND d.key = k.key GROUP BY k.rule, k.key"""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _old_sizes AS {sizes}")
+    con.execute("DELETE FROM blocking_keys WHERE rid IN (SELECT rid FROM _touched)")
+    con.execute("INSERT INTO blocking_keys SELECT * FROM _new_keys")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _sizes AS {sizes}")
+    con.execute("DELETE FROM blocking_capped c USING _dirty d WHERE c.rule = d.rule AND c.key = d.key")
+    con.execute(f"INSERT INTO blocking_capped SELECT rule, key, n FROM _sizes WHERE n > {cap}")
+    # Pairs with a changed record come again from its blocks (all dirty) within the cap.
+    con.execute("DELETE FROM blocking_parts WHERE rid_l IN (SELECT rid FROM _touched) "
+                "OR rid_r IN (SELECT rid FROM _touched)")
+    con.execute(f"""
+        INSERT INTO blocking_parts
+        SELECT DISTINCT least(a.rid, b.rid), greatest(a.rid, b.rid), a.rule
+        FROM _new_keys a
+        JOIN _sizes s ON s.rule = a.rule AND s.key = a.key AND s.n <= {cap}
+        JOIN blocking_keys b ON b.rule = a.rule AND b.key = a.key AND b.rid <> a.rid""")
+    # A block that crossed the cap adds or removes pairs between records that did not change.
+    # They were all in it before (their keys are the same), so there are at most cap^2/2 of them.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _flip_pairs AS
+        WITH flipped AS (
+            SELECT d.rule, d.key FROM _dirty d
+            LEFT JOIN _old_sizes o ON o.rule = d.rule AND o.key = d.key
+            LEFT JOIN _sizes s ON s.rule = d.rule AND s.key = d.key
+            WHERE (coalesce(o.n, 0) <= {cap}) <> (coalesce(s.n, 0) <= {cap})),
+        steady AS (SELECT k.* FROM blocking_keys k SEMI JOIN flipped f ON f.rule = k.rule AND f.key = k.key
+                   ANTI JOIN _changed c ON c.rid = k.rid)
+        SELECT DISTINCT a.rid AS rid_l, b.rid AS rid_r, a.rule
+        FROM steady a JOIN steady b ON b.rule = a.rule AND b.key = a.key AND a.rid < b.rid""")
+    con.execute("""DELETE FROM blocking_parts p USING _flip_pairs f
+                   WHERE p.rid_l = f.rid_l AND p.rid_r = f.rid_r AND p.rule = f.rule""")
+    con.execute("""
+        INSERT INTO blocking_parts
+        SELECT DISTINCT f.rid_l, f.rid_r, f.rule FROM _flip_pairs f
+        JOIN blocking_keys a ON a.rule = f.rule AND a.rid = f.rid_l
+        JOIN blocking_keys b ON b.rule = f.rule AND b.rid = f.rid_r AND b.key = a.key
+        ANTI JOIN blocking_capped c ON c.rule = a.rule AND c.key = a.key""")
+    con.execute("DELETE FROM blocking_records WHERE rid IN (SELECT rid FROM _touched)")
+    con.execute("INSERT INTO blocking_records SELECT rid, content_hash FROM std SEMI JOIN _changed USING (rid)")
+    for t in ("_changed", "_touched", "_new_keys", "_dirty", "_old_sizes", "_sizes", "_flip_pairs"):
+        con.execute(f"DROP TABLE {t}")
 
 
 __all__ = ["BLOCKING_KEYS", "BlockingReport", "CappedBlock", "block", "rule_name"]

@@ -64,12 +64,11 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None 
         FROM clusters c JOIN std s USING (rid) {f"WHERE rid IN ({changed})" if changed else ""}""")
     # The previous membership that can change: the published rows of these records and of
     # records that are gone.
-    # (``cluster_ids`` still holds the published clusters here: it names the records that are gone.)
+    # (Incremental, ``cluster_ids`` still holds the published clusters here: the same rows as
+    # golden_membership, found by rid.)
     previous = "SELECT * FROM golden_membership" if not changed else """
-        SELECT p.* FROM golden_membership p SEMI JOIN (
-            SELECT source, record_id FROM current_members
-            UNION ALL SELECT source, record_id FROM cluster_ids ANTI JOIN std USING (rid)
-        ) k USING (source, record_id)"""
+        SELECT source, record_id, cluster_id FROM cluster_ids
+        WHERE rid IN (SELECT rid FROM current_members) OR rid NOT IN (SELECT rid FROM std)"""
     con.execute(f"CREATE OR REPLACE TEMP TABLE previous_members AS {previous}")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE id_overlap AS

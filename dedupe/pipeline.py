@@ -474,7 +474,7 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
         reuse["standardise"] = standardise(con, config, full=full,
                                            progress=lambda step: log(f"standardise: {step}"))
     with timer.stage("block"):
-        block_report = blocking.block(con, config.blocking.rules, config.blocking.max_block_size)
+        block_report = blocking.block(con, config.blocking.rules, config.blocking.max_block_size, full=full)
     for capped in block_report.capped[:10]:
         log(f"warning: block {capped}")
     comparisons = compare.comparisons_for(config)
