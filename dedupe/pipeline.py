@@ -252,8 +252,9 @@ def _analyst_pairs(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT count(*) FROM analyst_pairs").fetchall()[0][0]
 
 
-def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Final decisions: an analyst's beats the LLM's, which beats the model's."""
+def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], int]:
+    """Final decisions: an analyst's beats the LLM's, which beats the model's. Return the LLM's
+    decisions by kind, and how many stored pairs changed decision."""
     # The overrides are a few thousand pairs; joining the pair table once against them (rather than
     # against three tables) keeps this a single cheap pass over every pair.
     con.execute("""
@@ -280,53 +281,56 @@ def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         ANTI JOIN zoned_pairs z ON z.rid_l = o.rid_l AND z.rid_r = o.rid_r""")
     by_llm = dict(con.execute("SELECT decision, count(*) FROM final_decisions WHERE decided_by = 'llm' "
                               "GROUP BY 1").fetchall())
-    _store_decisions(con)
-    return by_llm
+    return by_llm, _store_decisions(con)
 
 
 # A pair's decision columns, as a pair below the review band has them: the model's non_match,
-# no verdict from anyone.
+# no verdict from anyone. Only pairs decided otherwise are stored (``pair_decisions``).
 MODEL_NON_MATCH = {"decision": "'non_match'", "decided_by": "'model'", "over_budget": "false",
                    "judge_skipped": "false", "judge_model": "NULL::VARCHAR", "judge_batch_id": "NULL::VARCHAR",
                    "judge_custom_id": "NULL::VARCHAR", "llm_same_person": "NULL::BOOLEAN",
                    "llm_confidence": "NULL::DOUBLE", "llm_reason": "NULL::VARCHAR"}
 DECISION_COLUMNS = tuple(MODEL_NON_MATCH)
-_MODEL_NON_MATCH = ", ".join(f"{v} AS {c}" for c, v in MODEL_NON_MATCH.items())
 
 
-def _store_decisions(con: duckdb.DuckDBPyConnection) -> None:
-    """Bring the stored pairs' decisions to ``final_decisions`` (every other pair: the model's
-    non_match), editing only the rows that differ: a night changes a few thousand of them, and a
-    rewrite of every pair would cost more than the rest of its clustering. Rows from a killed run
-    are repaired the same way, since every row not as wanted is found again."""
+def _store_decisions(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring ``pair_decisions`` (the pairs not left as the model's non_match: matches, the review
+    band, verdicts; a tenth of the pairs) to ``final_decisions``, deleting and adding only the rows
+    that differ; return how many pairs changed decision. A killed run's rows are repaired the
+    same way, since every row not as wanted is found again."""
     cols = ", ".join(DECISION_COLUMNS)
+    con.execute(f"CREATE TABLE IF NOT EXISTS pair_decisions AS "
+                f"SELECT NULL::BIGINT AS rid_l, NULL::BIGINT AS rid_r, {_model_non_match()} WHERE false")
     not_default = " OR ".join(f"{c} IS DISTINCT FROM {v}" for c, v in MODEL_NON_MATCH.items())
-    # A wanted row without a stored one: the stored row is the model's non_match.
-    stored_or_default = ", ".join(f"CASE WHEN s.rid_l IS NULL THEN {v} ELSE s.{c} END"
-                                  for c, v in MODEL_NON_MATCH.items())
+    same_row = " AND ".join(f"s.{c} IS NOT DISTINCT FROM w.{c}" for c in ("rid_l", "rid_r") + DECISION_COLUMNS)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE decision_changes AS
-        WITH stored AS (SELECT rid_l, rid_r, {cols} FROM comparisons WHERE {not_default}),
-        wanted AS (
-            SELECT rid_l, rid_r, {cols} FROM final_decisions
-            UNION ALL
-            SELECT s.rid_l, s.rid_r, {_MODEL_NON_MATCH} FROM stored s
-            ANTI JOIN final_decisions f ON f.rid_l = s.rid_l AND f.rid_r = s.rid_r
-        )
-        SELECT w.* FROM wanted w LEFT JOIN stored s ON s.rid_l = w.rid_l AND s.rid_r = w.rid_r
-        WHERE ({', '.join(f'w.{c}' for c in DECISION_COLUMNS)}) IS DISTINCT FROM ({stored_or_default})""")
+        CREATE OR REPLACE TEMP TABLE wanted_decisions AS
+        SELECT rid_l, rid_r, {cols} FROM final_decisions WHERE {not_default}""")
     con.execute(f"""
-        UPDATE comparisons c SET {', '.join(f'{col} = d.{col}' for col in DECISION_COLUMNS)}
-        FROM decision_changes d WHERE c.rid_l = d.rid_l AND c.rid_r = d.rid_r""")
-    con.execute("DROP TABLE decision_changes")
-    con.execute("DROP TABLE final_decisions")
+        CREATE OR REPLACE TEMP TABLE stale_decisions AS
+        SELECT rid_l, rid_r FROM pair_decisions s WHERE NOT EXISTS (SELECT 1 FROM wanted_decisions w WHERE {same_row})""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE new_decisions AS
+        SELECT * FROM wanted_decisions w WHERE NOT EXISTS (SELECT 1 FROM pair_decisions s WHERE {same_row})""")
+    with state.transaction(con):
+        con.execute("""DELETE FROM pair_decisions p USING stale_decisions s
+                       WHERE p.rid_l = s.rid_l AND p.rid_r = s.rid_r""")
+        con.execute("INSERT INTO pair_decisions SELECT * FROM new_decisions")
+    changed = con.execute("""SELECT count(*) FROM (SELECT rid_l, rid_r FROM stale_decisions
+                                                   UNION SELECT rid_l, rid_r FROM new_decisions)""").fetchall()[0][0]
+    for t in ("final_decisions", "wanted_decisions", "stale_decisions", "new_decisions"):
+        con.execute(f"DROP TABLE {t}")
+    return changed
+
+
+def _model_non_match() -> str:
+    return ", ".join(f"{v} AS {c}" for c, v in MODEL_NON_MATCH.items())
 
 
 def _score_pairs(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison],
                  params: model.ModelParams) -> dict[str, int]:
     """Scores for the stored pairs that have none (new since last night), or for every pair when
-    the model changed; return how many were scored and kept. A new pair starts as the model's
-    non_match; ``_store_decisions`` sets what it should be."""
+    the model changed; return how many were scored and kept."""
     signature = hashlib.sha256((params.to_state() + repr(config.model.tf_adjustment)).encode()).hexdigest()[:16]
     columns = {r[0] for r in con.execute("DESCRIBE comparisons").fetchall()}
     total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
@@ -335,10 +339,8 @@ def _score_pairs(con: duckdb.DuckDBPyConnection, config: Config, comparisons: li
         if todo < total // 2:
             scores = model.score_sql(comparisons, params, "comparisons", config.model.tf_adjustment,
                                      where="c.match_probability IS NULL")
-            defaults = ", ".join(f"{c} = {v}" for c, v in MODEL_NON_MATCH.items())
             con.execute(f"""
-                UPDATE comparisons c SET match_weight = s.match_weight, match_probability = s.match_probability,
-                       {defaults}
+                UPDATE comparisons c SET match_weight = s.match_weight, match_probability = s.match_probability
                 FROM ({scores}) s WHERE c.rid_l = s.rid_l AND c.rid_r = s.rid_r""")
             _pairs_view(con, comparisons)
             return {"scored": todo, "kept": total - todo}
@@ -347,7 +349,7 @@ def _score_pairs(con: duckdb.DuckDBPyConnection, config: Config, comparisons: li
     with state.transaction(con):
         con.execute(f"""
             CREATE OR REPLACE TABLE comparisons AS
-            SELECT {levels}, s.match_weight, s.match_probability, {_MODEL_NON_MATCH}
+            SELECT {levels}, s.match_weight, s.match_probability
             FROM comparisons c JOIN ({scores}) s ON s.rid_l = c.rid_l AND s.rid_r = c.rid_r""")
         state.set_meta(con, "scores_signature", signature)
     _pairs_view(con, comparisons)
@@ -355,15 +357,18 @@ def _score_pairs(con: duckdb.DuckDBPyConnection, config: Config, comparisons: li
 
 
 def _pairs_view(con: duckdb.DuckDBPyConnection, comparisons: list[compare.Comparison]) -> None:
-    """``pairs``: the stored pairs as the review app and pairs.parquet see them."""
+    """``pairs``: every scored pair with its decision, as the review app and pairs.parquet see them."""
     if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pairs' "
                    "AND schema_name = 'main' AND NOT temporary").fetchall()[0][0]:
         con.execute("DROP TABLE pairs")  # a state from before pairs were a view
+    con.execute(f"CREATE TABLE IF NOT EXISTS pair_decisions AS "
+                f"SELECT NULL::BIGINT AS rid_l, NULL::BIGINT AS rid_r, {_model_non_match()} WHERE false")
+    decided = ", ".join(f"coalesce(d.{c}, {v}) AS {c}" for c, v in MODEL_NON_MATCH.items())
     con.execute(f"""
         CREATE OR REPLACE VIEW pairs AS
-        SELECT rid_l, rid_r, {', '.join(c.name for c in comparisons)}, match_weight, match_probability,
-               {', '.join(DECISION_COLUMNS)}
-        FROM comparisons""")
+        SELECT c.rid_l, c.rid_r, {', '.join(f'c.{k.name}' for k in comparisons)}, c.match_weight,
+               c.match_probability, {decided}
+        FROM comparisons c LEFT JOIN pair_decisions d ON d.rid_l = c.rid_l AND d.rid_r = c.rid_r""")
 
 
 def _cluster_signature(con: duckdb.DuckDBPyConnection, config: Config) -> str:
@@ -599,7 +604,7 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
                                  - zones_before.get("match", 0) - zones_before.get("review", 0))
     with timer.stage("judge"):
         judge_report: JudgeReport = run_judge(con, "review_pairs", config.judge, log=log)
-        verdicts = _apply_verdicts(con)
+        verdicts, scored.reuse["decisions_changed"] = _apply_verdicts(con)
     pub = Publisher(config.output_dir, generation, owner=owner)
     try:
         # The pairs are final once the verdicts are in: DuckDB writes pairs.parquet on a cursor of
