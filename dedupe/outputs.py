@@ -43,8 +43,9 @@ class Publisher:
         self.files.append(name)
         return self.staging / name
 
-    def copy_query(self, con: duckdb.DuckDBPyConnection, query: str, name: str) -> None:
-        con.execute(self._copy_sql(query, name))
+    def copy_query(self, con: duckdb.DuckDBPyConnection, query: str, name: str,
+                   row_group_size: int | None = None) -> None:
+        con.execute(self._copy_sql(query, name, row_group_size))
 
     def copy_query_in_background(self, con: duckdb.DuckDBPyConnection, query: str, name: str) -> None:
         """``copy_query`` on a cursor of its own, in a thread: DuckDB writes the file while the
@@ -65,9 +66,10 @@ class Publisher:
             if job.error is not None:
                 raise job.error
 
-    def _copy_sql(self, query: str, name: str) -> str:
+    def _copy_sql(self, query: str, name: str, row_group_size: int | None = None) -> str:
         target = self.path(name)
-        fmt = "(FORMAT parquet, COMPRESSION zstd)" if name.endswith(".parquet") else "(FORMAT csv, HEADER)"
+        groups = f", ROW_GROUP_SIZE {int(row_group_size)}" if row_group_size else ""
+        fmt = f"(FORMAT parquet, COMPRESSION zstd{groups})" if name.endswith(".parquet") else "(FORMAT csv, HEADER)"
         path = str(target).replace("'", "''")
         return f"COPY ({query}) TO '{path}' {fmt}"
 

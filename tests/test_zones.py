@@ -111,12 +111,15 @@ def test_pairs_an_analyst_decided_do_not_use_up_the_budget():
 def test_a_link_the_budget_or_the_skip_made_is_weak_so_the_guard_can_refuse_it():
     con = duckdb.connect()
     con.execute("CREATE TABLE analyst_pairs (rid_l BIGINT, rid_r BIGINT, kind VARCHAR)")
-    con.execute("""CREATE TABLE pairs AS SELECT * FROM (VALUES
+    con.execute("""CREATE TEMP TABLE given AS SELECT * FROM (VALUES
         (1, 2, 0.999, 'match', 'model', false, false),
         (3, 4, 0.970, 'match', 'model', true, false),
         (5, 6, 0.970, 'match', 'analyst', true, false),
         (7, 8, 0.970, 'match', 'model', false, true))
         t(rid_l, rid_r, match_probability, decision, decided_by, over_budget, judge_skipped)""")
+    # stored as the pipeline stores them: scores with the pairs, decisions beside them
+    con.execute("CREATE TABLE comparisons AS SELECT rid_l, rid_r, match_probability FROM given")
+    con.execute("CREATE TABLE pair_decisions AS SELECT * EXCLUDE (match_probability) FROM given")
     _links(con, _Config())
     strong = dict(((a, b), s) for a, b, s in con.execute("SELECT rid_l, rid_r, strong FROM links").fetchall())
     assert strong == {(1, 2): True, (3, 4): False, (5, 6): True, (7, 8): False}
