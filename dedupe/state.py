@@ -12,10 +12,15 @@ Everything a nightly job must remember lives in one DuckDB file (``[project] sta
   ``dedupe.identity``).
 * ``meta``: small key/value facts (the trained model, the signature of the comparisons).
 
-Work tables (``std``, ``candidates``, ``comparisons``, ``pairs``, the ``golden`` view over
-``golden_base`` / ``golden_delta`` / ``golden_dropped``, ...) live here too, but they are
-only *caches keyed by content*: a killed run can leave them from any run without harm, because a
-row is reused only when the content it was computed from is unchanged.
+Work tables live here too: ``std``; the blocking (``blocking_keys``, ``blocking_capped``,
+``blocking_parts``, ``blocking_records``); ``comparisons`` (each pair's levels and score) and
+``pair_decisions`` (the pairs not left as the model's non_match), joined by the view ``pairs``;
+the model's term frequencies (``tf_<comparison>``); ``links`` and ``cluster_ids`` (the next night's
+clustering basis, written in one transaction); the ``golden`` view over ``golden_base`` /
+``golden_delta`` / ``golden_dropped``. They are *caches keyed by content*: a killed run can leave
+them from any run without harm, because a row is reused only when the content it was computed from
+is unchanged (each stage's own record of what it was computed from says so, not the previous
+stage's).
 
 **The lock.** DuckDB already refuses a second writer, but with an unhelpful message and only while
 the file is open. A lock file next to the state (``state.duckdb.lock``: pid, host, start time) makes
