@@ -26,8 +26,8 @@ clustered this run (all of them, unless incremental).
 night only re-clusters the part of the graph its changes can reach (``Basis``): the *seeds* are
 records that are new or whose content changed, both ends of every link that appeared, vanished or
 changed strength since the basis, both ends of analysts' cannot-links, and members of clusters the
-guard re-split (a link's probability orders the greedy re-split, and probabilities move a little
-every night). The *region* is every record a chain of current links reaches from a seed. A
+guard re-split (a link's probability orders the greedy re-split, and it moves without the link's
+strength moving when a shared-contact flag of one of its records does). The *region* is every record a chain of current links reaches from a seed. A
 component outside it has the same records, the same links and the same identifiers as in the
 basis (a removed link would have seeded its ends), so its clusters are the basis's; the region is
 clustered from scratch. Incremental and full clustering give the same table, by construction and

@@ -255,8 +255,7 @@ def _analyst_pairs(con: duckdb.DuckDBPyConnection) -> int:
 def _apply_verdicts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], int]:
     """Final decisions: an analyst's beats the LLM's, which beats the model's. Return the LLM's
     decisions by kind, and how many stored pairs changed decision."""
-    # The overrides are a few thousand pairs; joining the pair table once against them (rather than
-    # against three tables) keeps this a single cheap pass over every pair.
+    # The overrides: the analysts' decisions and the judge's verdicts, one row per pair.
     con.execute("""
         CREATE OR REPLACE TEMP TABLE pair_overrides AS
         SELECT coalesce(a.rid_l, rp.rid_l) AS rid_l, coalesce(a.rid_r, rp.rid_r) AS rid_r,
@@ -299,8 +298,7 @@ def _store_decisions(con: duckdb.DuckDBPyConnection) -> int:
     that differ; return how many pairs changed decision. A killed run's rows are repaired the
     same way, since every row not as wanted is found again."""
     cols = ", ".join(DECISION_COLUMNS)
-    con.execute(f"CREATE TABLE IF NOT EXISTS pair_decisions AS "
-                f"SELECT NULL::BIGINT AS rid_l, NULL::BIGINT AS rid_r, {_model_non_match()} WHERE false")
+    _ensure_pair_decisions(con)
     not_default = " OR ".join(f"{c} IS DISTINCT FROM {v}" for c, v in MODEL_NON_MATCH.items())
     same_row = " AND ".join(f"s.{c} IS NOT DISTINCT FROM w.{c}" for c in ("rid_l", "rid_r") + DECISION_COLUMNS)
     con.execute(f"""
@@ -323,8 +321,10 @@ def _store_decisions(con: duckdb.DuckDBPyConnection) -> int:
     return changed
 
 
-def _model_non_match() -> str:
-    return ", ".join(f"{v} AS {c}" for c, v in MODEL_NON_MATCH.items())
+def _ensure_pair_decisions(con: duckdb.DuckDBPyConnection) -> None:
+    defaults = ", ".join(f"{v} AS {c}" for c, v in MODEL_NON_MATCH.items())
+    con.execute(f"CREATE TABLE IF NOT EXISTS pair_decisions AS "
+                f"SELECT NULL::BIGINT AS rid_l, NULL::BIGINT AS rid_r, {defaults} WHERE false")
 
 
 def _score_pairs(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison],
@@ -361,8 +361,7 @@ def _pairs_view(con: duckdb.DuckDBPyConnection, comparisons: list[compare.Compar
     if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pairs' "
                    "AND schema_name = 'main' AND NOT temporary").fetchall()[0][0]:
         con.execute("DROP TABLE pairs")  # a state from before pairs were a view
-    con.execute(f"CREATE TABLE IF NOT EXISTS pair_decisions AS "
-                f"SELECT NULL::BIGINT AS rid_l, NULL::BIGINT AS rid_r, {_model_non_match()} WHERE false")
+    _ensure_pair_decisions(con)
     decided = ", ".join(f"coalesce(d.{c}, {v}) AS {c}" for c, v in MODEL_NON_MATCH.items())
     con.execute(f"""
         CREATE OR REPLACE VIEW pairs AS

@@ -159,6 +159,7 @@ def test_incremental_and_full_runs_give_the_same_clusters(project):
         w.writerows(rows)
     shutil.copytree(project / "out", project / "out_copy", symlinks=True)
     incremental = run(project)
+    inc_pairs = _pairs(project)
     assert 0 < incremental["reuse"]["standardise"]["standardised"] < 10
     # only the part of the link graph the changes reach is clustered again
     assert 0 < incremental["reuse"]["cluster"]["reclustered"] < incremental["records_total"] / 10
@@ -169,6 +170,11 @@ def test_incremental_and_full_runs_give_the_same_clusters(project):
     assert full["reuse"]["standardise"]["reused"] == 0
     assert partition(clusters(project)) == partition(inc)
     assert clusters(project) == inc  # the same ids too
+    assert _pairs(project) == inc_pairs  # every pair's levels, score and decision
+
+
+def _pairs(project):
+    return duckdb.connect().execute(f"SELECT * FROM '{project / 'out' / 'pairs.parquet'}' ORDER BY ALL").fetchall()
 
 
 @pytest.mark.parametrize("stage", ["standardise", "compare", "cluster", "golden", "published"])
