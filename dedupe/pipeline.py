@@ -22,6 +22,7 @@ import importlib
 import json
 import threading
 import sys
+import uuid
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -331,7 +332,8 @@ def _score_pairs(con: duckdb.DuckDBPyConnection, config: Config, comparisons: li
                  params: model.ModelParams) -> dict[str, int]:
     """Scores for the stored pairs that have none (new since last night), or for every pair when
     the model changed; return how many were scored and kept."""
-    signature = hashlib.sha256((params.to_state() + repr(config.model.tf_adjustment)).encode()).hexdigest()[:16]
+    signature = hashlib.sha256((params.to_state() + repr(config.model.tf_adjustment)
+                                + (state.get_meta(con, "term_frequencies_id") or "")).encode()).hexdigest()[:16]
     columns = {r[0] for r in con.execute("DESCRIBE comparisons").fetchall()}
     total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
     if "match_probability" in columns and state.get_meta(con, "scores_signature") == signature:
@@ -456,14 +458,26 @@ def _model(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[com
     if stored and not retrain and state.get_meta(con, "model_signature") == signature:
         if not model.frozen_term_frequencies(con, comparisons, config.model.tf_adjustment):
             # a model stored by code that counted them every night: count them once, now
-            model.freeze_term_frequencies(con, comparisons, config.model.tf_adjustment)
-            state.set_meta(con, "scores_signature", "")
+            _freeze_term_frequencies(con, config, comparisons)
         return model.ModelParams.from_state(stored), False
     params = model.train(con, comparisons, "comparisons", config.model, identifiers=config.cluster.identifiers)
-    model.freeze_term_frequencies(con, comparisons, config.model.tf_adjustment)
-    state.set_meta(con, "model_params", params.to_state())
-    state.set_meta(con, "model_signature", signature)
+    # One transaction: a kill must leave the old model with its term frequencies or the new with its.
+    _freeze_term_frequencies(con, config, comparisons, params, signature)
     return params, True
+
+
+def _freeze_term_frequencies(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison],
+                             params: model.ModelParams | None = None, signature: str | None = None) -> None:
+    """Count the term frequencies (and store a newly trained model) in one transaction. Every count
+    gets a new ``term_frequencies_id``, part of the scores' signature: scores made with other
+    frequencies are never kept (a retrain can give the same weights but new frequencies)."""
+    with state.transaction(con):
+        model.freeze_term_frequencies(con, comparisons, config.model.tf_adjustment)
+        state.crash_point("term_frequencies")
+        state.set_meta(con, "term_frequencies_id", uuid.uuid4().hex)
+        if params is not None:
+            state.set_meta(con, "model_params", params.to_state())
+            state.set_meta(con, "model_signature", signature)
 
 
 def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,

@@ -71,3 +71,30 @@ def test_term_frequencies_are_kept_with_the_model_so_an_unchanged_pair_keeps_its
     con.execute("UPDATE std SET phone = '+19998887777' WHERE rid IN (50, 51)")
     w = dict(con.execute(f"SELECT rid_l, match_weight FROM ({score_sql([phone], params, 'levels')})").fetchall())
     assert abs(w[50] - (math.log2(0.01 / 0.99) + math.log2(0.9 / 0.02))) < 1e-9
+
+
+def test_scores_counted_with_other_term_frequencies_are_never_kept():
+    # A retrain can give the very same weights while the frequencies it counts are new: every
+    # stored score must then be computed again, not only the new pairs'.
+    from types import SimpleNamespace
+
+    from dedupe.pipeline import _freeze_term_frequencies, _score_pairs
+    from dedupe.state import ensure_schema
+
+    con = duckdb.connect()
+    ensure_schema(con)
+    con.execute("CREATE TABLE std AS SELECT range AS rid, CASE WHEN range < 10 THEN '+12125550100' "
+                "ELSE '+1212555' || (1000 + range) END AS phone FROM range(100)")
+    con.execute("CREATE TABLE comparisons AS SELECT * FROM (VALUES (0, 1, 0, 0, 1), (50, 51, 0, 0, 0)) "
+                "t(rid_l, rid_r, key_l, key_r, phone)")
+    phone = Comparison("phone", "false", (("exact", "true"),), tf_column="phone")
+    params = ModelParams(prior=0.01, m={"phone": {1: 0.9, 0: 0.1}}, u={"phone": {1: 0.02, 0: 0.98}})
+    config = SimpleNamespace(model=SimpleNamespace(tf_adjustment=True))
+    _freeze_term_frequencies(con, config, [phone])
+    assert _score_pairs(con, config, [phone], params) == {"scored": 2, "kept": 0}
+    assert _score_pairs(con, config, [phone], params) == {"scored": 0, "kept": 2}
+    before = con.execute("SELECT match_weight FROM comparisons WHERE rid_l = 0").fetchall()
+    con.execute("INSERT INTO std SELECT range, '+12125550100' FROM range(100, 130)")  # the line grows
+    _freeze_term_frequencies(con, config, [phone])
+    assert _score_pairs(con, config, [phone], params) == {"scored": 2, "kept": 0}
+    assert con.execute("SELECT match_weight FROM comparisons WHERE rid_l = 0").fetchall() < before

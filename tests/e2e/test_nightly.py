@@ -173,6 +173,26 @@ def test_incremental_and_full_runs_give_the_same_clusters(project):
     assert _pairs(project) == inc_pairs  # every pair's levels, score and decision
 
 
+def test_a_retrain_killed_while_storing_its_model_leaves_the_old_model_and_frequencies_whole(project):
+    # Phones move between records, so a retrain counts new term frequencies. Killed after counting
+    # them but before storing its weights, it must leave the old model with the old frequencies:
+    # the next incremental run then equals --full.
+    run(project)
+    rows = list(csv.DictReader((project / "crm.csv").open(encoding="utf-8")))
+    for i in range(0, 40, 2):
+        edit_crm(project, rows[i]["Contact ID"], Phone=rows[i + 1]["Phone"])
+    done = dedupe(project, "run", str(project / "demo.toml"), "--retrain",
+                  env={"DEDUPE_CRASH_AFTER": "term_frequencies"})
+    assert done.returncode == -9
+    shutil.copytree(project / "out", project / "out_copy", symlinks=True)
+    run(project)
+    incremental = _pairs(project)
+    shutil.rmtree(project / "out")
+    shutil.move(project / "out_copy", project / "out")
+    run(project, "--full")
+    assert _pairs(project) == incremental
+
+
 def _pairs(project):
     return duckdb.connect().execute(f"SELECT * FROM '{project / 'out' / 'pairs.parquet'}' ORDER BY ALL").fetchall()
 
