@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from dedupe.state import get_meta, set_meta, transaction
+from dedupe.state import get_meta, has_table, set_meta, transaction
 
 # name -> (SQL expression over std, is_list). The local-part key is for *handles* ("wolfpack77"):
 # a role mailbox says nothing about who wrote to you, and a local part spelt from the person's
@@ -144,9 +144,7 @@ _STATE_TABLES = ("blocking_keys", "blocking_capped", "blocking_parts", "blocking
 
 
 def _has_state(con: duckdb.DuckDBPyConnection) -> bool:
-    have = {r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary").fetchall()}
-    return all(t in have for t in _STATE_TABLES)
+    return all(has_table(con, t) for t in _STATE_TABLES)
 
 
 def _block_all(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple[str, ...]]],

@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from dedupe.compare import Comparison, compare
 from dedupe.config import ModelSettings
+from dedupe.state import has_table
 
 MAX_TF_BOOST = 10.0  # the exact level's Bayes factor may grow at most 10x for a rare value
 MIN_PROBABILITY = 1e-6  # floor for m and u, so log weights stay finite
@@ -267,9 +268,7 @@ def freeze_term_frequencies(con: duckdb.DuckDBPyConnection, comparisons: list[Co
 def frozen_term_frequencies(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison],
                             tf_adjustment: bool = True) -> bool:
     """Whether every ``tf_<name>`` table ``score_sql`` needs exists."""
-    have = {r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary").fetchall()}
-    return all(f"tf_{c.name}" in have for c in comparisons if c.tf_column and tf_adjustment)
+    return all(has_table(con, f"tf_{c.name}") for c in comparisons if c.tf_column and tf_adjustment)
 
 
 def score_sql(comparisons: list[Comparison], params: ModelParams, levels_table: str,

@@ -301,16 +301,14 @@ def _store_decisions(con: duckdb.DuckDBPyConnection) -> int:
     cols = ", ".join(DECISION_COLUMNS)
     _ensure_pair_decisions(con)
     not_default = " OR ".join(f"{c} IS DISTINCT FROM {v}" for c, v in MODEL_NON_MATCH.items())
-    same_row = " AND ".join(f"s.{c} IS NOT DISTINCT FROM w.{c}" for c in ("rid_l", "rid_r") + DECISION_COLUMNS)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE wanted_decisions AS
         SELECT rid_l, rid_r, {cols} FROM final_decisions WHERE {not_default}""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE stale_decisions AS
-        SELECT rid_l, rid_r FROM pair_decisions s WHERE NOT EXISTS (SELECT 1 FROM wanted_decisions w WHERE {same_row})""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE new_decisions AS
-        SELECT * FROM wanted_decisions w WHERE NOT EXISTS (SELECT 1 FROM pair_decisions s WHERE {same_row})""")
+    # EXCEPT compares whole rows, NULLs equal: a stored row not wanted, a wanted row not stored.
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE stale_decisions AS
+                    SELECT rid_l, rid_r, {cols} FROM pair_decisions EXCEPT SELECT * FROM wanted_decisions""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE new_decisions AS
+                    SELECT * FROM wanted_decisions EXCEPT SELECT rid_l, rid_r, {cols} FROM pair_decisions""")
     with state.transaction(con):
         con.execute("""DELETE FROM pair_decisions p USING stale_decisions s
                        WHERE p.rid_l = s.rid_l AND p.rid_r = s.rid_r""")
@@ -334,9 +332,9 @@ def _score_pairs(con: duckdb.DuckDBPyConnection, config: Config, comparisons: li
     the model changed; return how many were scored and kept."""
     signature = hashlib.sha256((params.to_state() + repr(config.model.tf_adjustment)
                                 + (state.get_meta(con, "term_frequencies_id") or "")).encode()).hexdigest()[:16]
-    columns = {r[0] for r in con.execute("DESCRIBE comparisons").fetchall()}
     total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
-    if "match_probability" in columns and state.get_meta(con, "scores_signature") == signature:
+    if (state.column_type(con, "comparisons", "match_probability")
+            and state.get_meta(con, "scores_signature") == signature):
         todo = con.execute("SELECT count(*) FROM comparisons WHERE match_probability IS NULL").fetchall()[0][0]
         if todo < total // 2:
             scores = model.score_sql(comparisons, params, "comparisons", config.model.tf_adjustment,
@@ -384,7 +382,7 @@ def _cluster_basis(con: duckdb.DuckDBPyConnection, config: Config, full: bool) -
     None: a full run, a first night, new guard settings or rules, or a state from older code."""
     if full or state.get_meta(con, "cluster_basis") != _cluster_signature(con, config):
         return None
-    if "content_hash" not in {r[0] for r in con.execute("DESCRIBE cluster_ids").fetchall()}:
+    if not state.column_type(con, "cluster_ids", "content_hash"):
         return None
     con.execute("ALTER TABLE links RENAME TO links_basis")
     return clustering.Basis(links="links_basis",

@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from dedupe.config import Config
-from dedupe.state import column_type, crash_point, get_meta, set_meta
+from dedupe.state import column_type, crash_point, get_meta, set_meta, transaction
 from dedupe.standardise import companies, emails, names, phones, places
 
 # Region used to read a phone number when the record has no (recognisable) country.
@@ -338,8 +338,7 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
         # One transaction: the rows and their flags change together or not at all. A crash between
         # the two would leave new rows with placeholder flags that the rerun, finding no changed
         # record, would never refresh.
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             # Edit std in place (a rewrite would cost more than the night's changes): drop rows of
             # deleted and changed records, add the new rows, then refresh the flags that moved.
             con.execute("""CREATE OR REPLACE TEMP TABLE std_gone AS
@@ -393,10 +392,6 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
             con.execute("DROP TABLE touched_phone")
             con.execute("DROP TABLE touched_email_key")
             con.execute("DROP TABLE std_flags")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     set_meta(con, "standardise_signature", signature)
     con.execute("DROP TABLE std_base")
     con.execute(f"DROP {'TABLE' if reuse else 'VIEW'} changed_records")
