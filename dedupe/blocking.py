@@ -19,12 +19,18 @@ content changed, re-keys only them, and redoes only the blocks they left or join
 come again from their blocks, and a block that crossed the cap adds or drops the pairs between its
 other members. The result is the full blocking's, by construction and by test.
 
-Output: TEMP table ``candidates(rid_l, rid_r, rule)`` with ``rid_l < rid_r`` and ``rule`` the first
-rule (in config order) that produced the pair, plus a ``BlockingReport``.
+Output: table ``candidates(rid_l, rid_r, rule)`` with ``rid_l < rid_r`` and ``rule`` the first
+rule (in config order) that produced the pair, kept in the state like the rest, plus a
+``BlockingReport``. After an incremental night, TEMP table ``candidate_changes(rid_l, rid_r)`` holds
+every pair whose candidacy may differ from the last blocking's (each pair of a changed, new or
+deleted record, and each pair of a block that crossed the cap): the comparisons stage redoes only
+those. ``BlockingReport.version`` names each blocking and ``changes_since`` the one the changes are
+relative to, so a stage that missed a night (a run killed between the two) knows to diff in full.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 import duckdb
@@ -74,6 +80,8 @@ class BlockingReport:
     capped_total: int = 0
     candidate_pairs: int = 0
     skipped_rules: list[str] = field(default_factory=list)
+    version: str = ""  # this blocking's id (new every run)
+    changes_since: str | None = None  # the blocking ``candidate_changes`` is relative to; None: all new
 
 
 def rule_name(rule: tuple[str, ...]) -> str:
@@ -106,7 +114,7 @@ def _rule_keys_sql(rule: tuple[str, ...], std_columns: set[str], records: str = 
 
 def block(con: duckdb.DuckDBPyConnection, rules: tuple[tuple[str, ...], ...], max_block_size: int,
           max_capped_report: int = 50, full: bool = True) -> BlockingReport:
-    """Write TEMP table ``candidates``; keep the blocking state for the next night.
+    """Bring table ``candidates`` up to date; keep the blocking state for the next night.
 
     ``full=False`` starts from the last run's blocking when it was made with the same rules, cap
     and standardisation (see the module's docstring), else everything is blocked afresh."""
@@ -120,16 +128,15 @@ def block(con: duckdb.DuckDBPyConnection, rules: tuple[tuple[str, ...], ...], ma
         else:
             usable.append((index, rule))
     signature = repr((rules, max_block_size, get_meta(con, "standardise_signature")))
+    report.version = uuid.uuid4().hex
     with transaction(con):
         if full or get_meta(con, "blocking_signature") != signature or not _has_state(con):
             _block_all(con, usable, std_columns, max_block_size)
         else:
+            report.changes_since = get_meta(con, "blocking_version")
             _block_changes(con, usable, std_columns, max_block_size)
         set_meta(con, "blocking_signature", signature)
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE candidates AS
-        SELECT rid_l, rid_r, min(rule) AS rule FROM blocking_parts
-        GROUP BY rid_l, rid_r ORDER BY rid_l, rid_r""")
+        set_meta(con, "blocking_version", report.version)
     for rule_index, n in con.execute(
             "SELECT rule, count(*) FROM candidates GROUP BY rule ORDER BY rule").fetchall():
         report.pairs_per_rule[rule_name(rules[rule_index])] = n
@@ -140,7 +147,7 @@ def block(con: duckdb.DuckDBPyConnection, rules: tuple[tuple[str, ...], ...], ma
     return report
 
 
-_STATE_TABLES = ("blocking_keys", "blocking_capped", "blocking_parts", "blocking_records")
+_STATE_TABLES = ("blocking_keys", "blocking_capped", "blocking_parts", "blocking_records", "candidates")
 
 
 def _has_state(con: duckdb.DuckDBPyConnection) -> bool:
@@ -169,6 +176,11 @@ def _block_all(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple[str
     # (A pair sharing several keys of one rule, such as two nickname families, comes once.)
     con.execute("CREATE OR REPLACE TABLE blocking_parts AS SELECT DISTINCT * FROM blocking_parts")
     con.execute("CREATE OR REPLACE TABLE blocking_records AS SELECT rid, content_hash FROM std")
+    con.execute("""
+        CREATE OR REPLACE TABLE candidates AS
+        SELECT rid_l, rid_r, min(rule) AS rule FROM blocking_parts
+        GROUP BY rid_l, rid_r ORDER BY rid_l, rid_r""")
+    con.execute("DROP TABLE IF EXISTS candidate_changes")
     con.execute("DROP TABLE IF EXISTS _rule_keys")
     con.execute("DROP TABLE IF EXISTS _block_sizes")
 
@@ -203,14 +215,20 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
     con.execute("DELETE FROM blocking_capped c USING _dirty d WHERE c.rule = d.rule AND c.key = d.key")
     con.execute(f"INSERT INTO blocking_capped SELECT rule, key, n FROM _sizes WHERE n > {cap}")
     # Pairs with a changed record come again from its blocks (all dirty) within the cap.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE candidate_changes AS
+        SELECT rid_l, rid_r FROM candidates
+        WHERE rid_l IN (SELECT rid FROM _touched) OR rid_r IN (SELECT rid FROM _touched)""")
     con.execute("DELETE FROM blocking_parts WHERE rid_l IN (SELECT rid FROM _touched) "
                 "OR rid_r IN (SELECT rid FROM _touched)")
     con.execute(f"""
-        INSERT INTO blocking_parts
-        SELECT DISTINCT least(a.rid, b.rid), greatest(a.rid, b.rid), a.rule
+        CREATE OR REPLACE TEMP TABLE _new_parts AS
+        SELECT DISTINCT least(a.rid, b.rid) AS rid_l, greatest(a.rid, b.rid) AS rid_r, a.rule
         FROM _new_keys a
         JOIN _sizes s ON s.rule = a.rule AND s.key = a.key AND s.n <= {cap}
         JOIN blocking_keys b ON b.rule = a.rule AND b.key = a.key AND b.rid <> a.rid""")
+    con.execute("INSERT INTO blocking_parts SELECT * FROM _new_parts")
+    con.execute("INSERT INTO candidate_changes SELECT rid_l, rid_r FROM _new_parts")
     # A block that crossed the cap adds or removes pairs between records that did not change.
     # They were all in it before (their keys are the same), so there are at most cap^2/2 of them.
     con.execute(f"""
@@ -224,17 +242,26 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
                    ANTI JOIN _changed c ON c.rid = k.rid)
         SELECT DISTINCT a.rid AS rid_l, b.rid AS rid_r, a.rule
         FROM steady a JOIN steady b ON b.rule = a.rule AND b.key = a.key AND a.rid < b.rid""")
-    con.execute("""DELETE FROM blocking_parts p USING _flip_pairs f
-                   WHERE p.rid_l = f.rid_l AND p.rid_r = f.rid_r AND p.rule = f.rule""")
-    con.execute("""
-        INSERT INTO blocking_parts
-        SELECT DISTINCT f.rid_l, f.rid_r, f.rule FROM _flip_pairs f
-        JOIN blocking_keys a ON a.rule = f.rule AND a.rid = f.rid_l
-        JOIN blocking_keys b ON b.rule = f.rule AND b.rid = f.rid_r AND b.key = a.key
-        ANTI JOIN blocking_capped c ON c.rule = a.rule AND c.key = a.key""")
+    if con.execute("SELECT count(*) FROM _flip_pairs").fetchall()[0][0]:  # most nights none
+        con.execute("""DELETE FROM blocking_parts p USING _flip_pairs f
+                       WHERE p.rid_l = f.rid_l AND p.rid_r = f.rid_r AND p.rule = f.rule""")
+        con.execute("""
+            INSERT INTO blocking_parts
+            SELECT DISTINCT f.rid_l, f.rid_r, f.rule FROM _flip_pairs f
+            JOIN blocking_keys a ON a.rule = f.rule AND a.rid = f.rid_l
+            JOIN blocking_keys b ON b.rule = f.rule AND b.rid = f.rid_r AND b.key = a.key
+            ANTI JOIN blocking_capped c ON c.rule = a.rule AND c.key = a.key""")
+        con.execute("INSERT INTO candidate_changes SELECT rid_l, rid_r FROM _flip_pairs")
     con.execute("DELETE FROM blocking_records WHERE rid IN (SELECT rid FROM _touched)")
     con.execute("INSERT INTO blocking_records SELECT rid, content_hash FROM std SEMI JOIN _changed USING (rid)")
-    for t in ("_changed", "_touched", "_new_keys", "_dirty", "_old_sizes", "_sizes", "_flip_pairs"):
+    # The candidates of the changed pairs: whatever parts of theirs remain, under any rule.
+    con.execute("CREATE OR REPLACE TEMP TABLE candidate_changes AS SELECT DISTINCT * FROM candidate_changes")
+    con.execute("DELETE FROM candidates c USING candidate_changes x WHERE c.rid_l = x.rid_l AND c.rid_r = x.rid_r")
+    con.execute("""
+        INSERT INTO candidates
+        SELECT p.rid_l, p.rid_r, min(p.rule) FROM blocking_parts p SEMI JOIN candidate_changes x USING (rid_l, rid_r)
+        GROUP BY p.rid_l, p.rid_r""")
+    for t in ("_changed", "_touched", "_new_keys", "_dirty", "_old_sizes", "_sizes", "_flip_pairs", "_new_parts"):
         con.execute(f"DROP TABLE {t}")
 
 

@@ -28,8 +28,9 @@ import pyarrow as pa
 from duckdb.sqltypes import DOUBLE, VARCHAR
 from rapidfuzz import distance, fuzz, process
 
+from dedupe.blocking import BlockingReport
 from dedupe.config import Config
-from dedupe.state import column_type, get_meta, set_meta
+from dedupe.state import column_type, get_meta, has_table, set_meta, transaction
 
 
 @dataclass(frozen=True)
@@ -330,41 +331,76 @@ def signature(comparisons: list[Comparison]) -> str:
 
 
 def compare_candidates(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison],
-                       full: bool = True) -> dict[str, int]:
+                       blocking: BlockingReport | None = None, full: bool = True) -> dict[str, int]:
     """Levels for every pair in ``candidates`` into ``comparisons``, reusing last night's.
 
     A previous row is reused when the pair is still a candidate and both records' compare_keys are
     unchanged, so only pairs touching new or changed records are compared again.
+
+    Which pairs to look at: when the stored comparisons were made from the blocking that
+    ``blocking.changes_since`` names, only the pairs whose candidacy may have changed
+    (``candidate_changes``) and the pairs of records whose compare_key changed (their content, or
+    a shared-contact flag set by another record; ``compare_records`` keeps the keys the stored
+    rows were made with). Otherwise (a new blocking, or a run killed between blocking and
+    comparing) every candidate is diffed against the stored rows.
     """
     sig = signature(comparisons)
+    version = blocking.version if blocking else ""
     # Keys of a state from before compare keys were integers never match: rebuild once.
     reuse = (not full and get_meta(con, "comparisons_signature") == sig
              and column_type(con, "comparisons", "key_l") == "UBIGINT")
     if not reuse:
-        compare(con, comparisons, "candidates", "comparisons", persist=True)
-        set_meta(con, "comparisons_signature", sig)
+        with transaction(con):
+            compare(con, comparisons, "candidates", "comparisons", persist=True)
+            con.execute("CREATE OR REPLACE TABLE compare_records AS SELECT rid, compare_key FROM std")
+            set_meta(con, "comparisons_signature", sig)
+            set_meta(con, "comparisons_blocking_version", version)
         n = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
         return {"compared": n, "reused": 0}
-    con.execute("""
+    delta = (blocking is not None and blocking.changes_since is not None
+             and get_meta(con, "comparisons_blocking_version") == blocking.changes_since
+             and has_table(con, "compare_records"))
+    if delta:
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE rekeyed AS
+            SELECT rid FROM (SELECT rid, compare_key FROM std EXCEPT SELECT rid, compare_key FROM compare_records)
+            UNION SELECT rid FROM compare_records ANTI JOIN std USING (rid)""")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE compare_scope AS
+            SELECT rid_l, rid_r FROM candidate_changes
+            UNION SELECT rid_l, rid_r FROM candidates
+                  WHERE rid_l IN (SELECT rid FROM rekeyed) OR rid_r IN (SELECT rid FROM rekeyed)""")
+    scope = "candidates c SEMI JOIN compare_scope x USING (rid_l, rid_r)" if delta else "candidates c"
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE keyed_candidates AS
         SELECT c.rid_l, c.rid_r, l.compare_key AS key_l, r.compare_key AS key_r
-        FROM candidates c JOIN std l ON l.rid = c.rid_l JOIN std r ON r.rid = c.rid_r""")
+        FROM {scope} JOIN std l ON l.rid = c.rid_l JOIN std r ON r.rid = c.rid_r""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE stale_pairs AS
         SELECT rid_l, rid_r FROM keyed_candidates k
         ANTI JOIN comparisons o USING (rid_l, rid_r, key_l, key_r)""")
     compare(con, comparisons, "stale_pairs", "fresh_comparisons")
+    # Stored rows that are no longer a candidate as they are (in the scope, or anywhere).
+    stored = "comparisons o SEMI JOIN compare_scope x USING (rid_l, rid_r)" if delta else "comparisons o"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE gone_comparisons AS
+        SELECT o.rid_l, o.rid_r FROM {stored} ANTI JOIN keyed_candidates k USING (rid_l, rid_r, key_l, key_r)""")
     # In place: the night's changes are small, a rewrite of every pair would not be.
-    con.execute("""
-        DELETE FROM comparisons o WHERE NOT EXISTS (
-            SELECT 1 FROM keyed_candidates k WHERE k.rid_l = o.rid_l AND k.rid_r = o.rid_r
-               AND k.key_l = o.key_l AND k.key_r = o.key_r)""")
-    # By name: the stored rows also carry their scores and decisions (filled in by the pipeline).
-    con.execute("INSERT INTO comparisons BY NAME SELECT * FROM fresh_comparisons")
+    with transaction(con):
+        con.execute("""DELETE FROM comparisons o USING gone_comparisons g
+                       WHERE o.rid_l = g.rid_l AND o.rid_r = g.rid_r""")
+        # By name: the stored rows also carry their scores (filled in by the pipeline).
+        con.execute("INSERT INTO comparisons BY NAME SELECT * FROM fresh_comparisons")
+        if delta:
+            con.execute("DELETE FROM compare_records WHERE rid IN (SELECT rid FROM rekeyed)")
+            con.execute("INSERT INTO compare_records SELECT rid, compare_key FROM std SEMI JOIN rekeyed USING (rid)")
+        else:
+            con.execute("CREATE OR REPLACE TABLE compare_records AS SELECT rid, compare_key FROM std")
+        set_meta(con, "comparisons_blocking_version", version)
     fresh = con.execute("SELECT count(*) FROM fresh_comparisons").fetchall()[0][0]
     total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
-    for t in ("fresh_comparisons", "stale_pairs", "keyed_candidates"):
-        con.execute(f"DROP TABLE {t}")
+    for t in ("fresh_comparisons", "stale_pairs", "keyed_candidates", "gone_comparisons", "rekeyed", "compare_scope"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
     return {"compared": fresh, "reused": total - fresh}
 
 

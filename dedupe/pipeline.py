@@ -495,7 +495,7 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
         log(f"warning: block {capped}")
     comparisons = compare.comparisons_for(config)
     with timer.stage("compare"):
-        reuse["compare"] = compare.compare_candidates(con, comparisons, full=full)
+        reuse["compare"] = compare.compare_candidates(con, comparisons, block_report, full=full)
     with timer.stage("train"):
         params, trained = _model(con, config, comparisons, retrain)
         reuse["model"] = "trained" if trained else "reused"
@@ -524,16 +524,18 @@ def dry_run_judge(config: Config, out_path: Path, log: Callable[[str], None] = d
             con.close()
 
 
-def _import_in_background(module: str, then: str | None = None) -> None:
-    """Import a slow module (the Anthropic SDK builds hundreds of pydantic models: ~1 s) in a thread,
-    overlapping with stages that run inside DuckDB with the GIL released, then call its function
-    ``then`` if given. The stage that needs it later finds it imported, or waits on Python's import
-    lock for the thread to finish."""
+def _import_in_background(modules: list[tuple[str, str | None]]) -> None:
+    """Import slow modules (the Anthropic SDK builds hundreds of pydantic models: ~1 s of CPU) in a
+    thread, overlapping with stages that run inside DuckDB with the GIL released, calling each
+    one's function ``then`` if given. One thread, one module after the other: imports hold the
+    GIL, so threads importing side by side only slow each other and delay the first one needed.
+    A stage that needs a module finds it imported, or waits on Python's import lock for it."""
     def load() -> None:
-        loaded = importlib.import_module(module)
-        if then:
-            getattr(loaded, then)()
-    threading.Thread(target=load, name=f"import-{module}", daemon=True).start()
+        for module, then in modules:
+            loaded = importlib.import_module(module)
+            if then:
+                getattr(loaded, then)()
+    threading.Thread(target=load, name="background-imports", daemon=True).start()
 
 
 def _deletions_allowed(con: duckdb.DuckDBPyConnection, inputs: dict, allowed_now: bool,
@@ -563,10 +565,10 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
     run history with its exit code.
     """
     with state.RunLock(config.state, log):
-        _import_in_background("pandas")  # DuckDB imports it at the first Arrow hand-over
-        _import_in_background("dedupe.standardise", then="warm_up")  # while ingest reads the exports
-        if may_call_api(config.judge):
-            _import_in_background("anthropic")
+        # In the order they are needed: the standardisation rules, pandas (pyarrow imports it at
+        # the first Arrow hand-over, in standardise), then the Anthropic SDK for the judge.
+        _import_in_background([("dedupe.standardise", "warm_up"), ("pandas", None)]
+                              + ([("anthropic", None)] if may_call_api(config.judge) else []))
         con = connect(config)
         state.ensure_schema(con)
         inputs = state.input_fingerprints([s.path for s in config.sources])

@@ -197,7 +197,7 @@ def _pairs(project):
     return duckdb.connect().execute(f"SELECT * FROM '{project / 'out' / 'pairs.parquet'}' ORDER BY ALL").fetchall()
 
 
-@pytest.mark.parametrize("stage", ["standardise", "compare", "cluster", "golden", "published"])
+@pytest.mark.parametrize("stage", ["standardise", "block", "compare", "cluster", "golden", "published"])
 def test_a_run_killed_at_any_stage_then_rerun_gives_the_uninterrupted_outputs(tmp_path, stage):
     # "cluster" and "golden" kill the run while pairs.parquet is being written in the background.
     (tmp_path / "a").mkdir()
