@@ -165,8 +165,8 @@ def _explain_reader_error(source: Source, error: Exception) -> str:
     return f"{name}: cannot read as {source.format}: {first}"
 
 
-def _open_source(con: duckdb.DuckDBPyConnection, source: Source, view: str) -> list[str]:
-    """Create a view over the file and return its columns, or raise InputError."""
+def _open_source(con: duckdb.DuckDBPyConnection, source: Source, view: str) -> dict[str, str]:
+    """Create a view over the file and return its columns with their types, or raise InputError."""
     if not source.path.is_file():
         raise InputError(f"{source.path}: file not found (source '{source.name}')")
     if source.path.stat().st_size == 0:
@@ -187,31 +187,67 @@ def _open_source(con: duckdb.DuckDBPyConnection, source: Source, view: str) -> l
         if name in mapped and (dtype.startswith(("STRUCT", "MAP", "UNION")) or dtype.endswith("]")):
             raise InputError(f"{source.path}: column '{name}' (source '{source.name}') holds nested "
                              f"values ({dtype.split('(')[0].split('[')[0]}); map a plain field instead")
-    return [name for name, _ in described]
+    return dict(described)
 
 
-def _check_columns(source: Source, columns: list[str]) -> None:
+def _check_columns(source: Source, columns: dict[str, str]) -> None:
     wanted = [("id", source.id_column)] + [(f, c) for f, cols in source.columns.items() for c in cols]
     for fname, col in wanted:
         if col not in columns:
-            found = ", ".join(columns[:30]) + (" ..." if len(columns) > 30 else "")
+            found = ", ".join(list(columns)[:30]) + (" ..." if len(columns) > 30 else "")
             key = "id" if fname == "id" else f"columns.{fname}"
             raise InputError(f"{source.path}: column '{col}' (mapped by {key} of source "
                              f"'{source.name}') not found; columns found: {found}")
 
 
-def _check_ids(con: duckdb.DuckDBPyConnection, source: Source, view: str) -> None:
-    idc = _q(source.id_column)
+def _record_id_expr(column: str, dtype: str) -> str:
+    """SQL for a source's key as text. A float or decimal key column (pandas writes integer ids
+    with a missing value as float64) gives its whole numbers without a fraction, 1001 and not
+    1001.0, so the crosswalk matches the source system's ids; NaN and infinities are no id."""
+    col = _q(column)
+    kind = dtype.split("(")[0]
+    if kind in ("FLOAT", "DOUBLE"):
+        return (f"CASE WHEN NOT isfinite({col}) THEN NULL "
+                f"WHEN {col} = trunc({col}) AND abs({col}) < 1e18 THEN CAST(CAST({col} AS HUGEINT) AS VARCHAR) "
+                f"ELSE CAST({col} AS VARCHAR) END")
+    if kind == "DECIMAL":
+        return (f"CASE WHEN {col} = trunc({col}) THEN CAST(CAST({col} AS HUGEINT) AS VARCHAR) "
+                f"ELSE CAST({col} AS VARCHAR) END")
+    return f"trim(CAST({col} AS VARCHAR))"
+
+
+def _csv_line(source: Source, row: int) -> int | None:
+    """The line of the file on which data row ``row`` starts. Not the row number plus one: a
+    quoted value may span lines and DuckDB skips blank lines. Read only to word an error."""
+    delimiter, _ = _csv_layout(source)
+    try:
+        with source.path.open(encoding=_python_encoding(source), errors="replace", newline="") as f:
+            reader = csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True)
+            if source.header:
+                next(reader, None)
+            seen, end = 0, reader.line_num
+            for record in reader:
+                if record:
+                    seen += 1
+                    if seen == row:
+                        return end + 1
+                end = reader.line_num
+    except (OSError, csv.Error):
+        return None
+    return None
+
+
+def _check_ids(con: duckdb.DuckDBPyConnection, source: Source, view: str, record_id: str) -> None:
     # Row numbers in messages count data rows from 1 (the header is not a row), plus the file line.
-    line = "__row + 1" if source.format == "csv" and source.header else "__row"
-    empty = con.execute(f"SELECT __row, {line} FROM {view} WHERE nullif(trim(CAST({idc} AS VARCHAR)), '') "
+    empty = con.execute(f"SELECT __row FROM {view} WHERE nullif({record_id}, '') "
                         f"IS NULL ORDER BY __row LIMIT 1").fetchall()
     if empty:
-        empty = empty[0]
-        raise InputError(f"{source.path}: row {empty[0]} (line {empty[1]}) has an empty id in column "
-                         f"'{source.id_column}'")
+        row = empty[0][0]
+        line = _csv_line(source, row) if source.format == "csv" else row if source.format == "jsonl" else None
+        where = f"row {row} (line {line})" if line else f"row {row}"
+        raise InputError(f"{source.path}: {where} has an empty id in column '{source.id_column}'")
     dup = con.execute(f"""
-        SELECT trim(CAST({idc} AS VARCHAR)) AS id, count(*) AS n, list(__row ORDER BY __row)[1:3] AS rows
+        SELECT {record_id} AS id, count(*) AS n, list(__row ORDER BY __row)[1:3] AS rows
         FROM {view} GROUP BY 1 HAVING count(*) > 1 ORDER BY min(__row) LIMIT 1""").fetchall()
     if dup:
         dup = dup[0]
@@ -285,9 +321,9 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, allow_deletions: bool
         view = f"src_{i}"
         columns = _open_source(con, source, view)
         _check_columns(source, columns)
-        _check_ids(con, source, view)
-        exprs = [f"{_lit(source.name)} AS source", f"{i} AS source_index",
-                 f"trim(CAST({_q(source.id_column)} AS VARCHAR)) AS record_id"]
+        record_id = _record_id_expr(source.id_column, columns[source.id_column])
+        _check_ids(con, source, view, record_id)
+        exprs = [f"{_lit(source.name)} AS source", f"{i} AS source_index", f"{record_id} AS record_id"]
         for fname in fields:
             exprs.append(f"{_field_expr(source, fname)} AS {fname}")
         selects.append(f"SELECT {', '.join(exprs)} FROM {view}")

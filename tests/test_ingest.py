@@ -259,6 +259,27 @@ def test_empty_id_names_the_row_and_line(input_error, write_csv, tmp_path, empty
     assert message == f"{tmp_path / 'a.csv'}: row 2 (line 3) has an empty id in column 'id'"
 
 
+def test_empty_id_names_the_line_the_record_starts_on_after_multiline_values_and_blank_lines(input_error, tmp_path):
+    # Record 1 spans lines 2-3 inside quotes and line 4 is blank: row 2 starts on line 5, not 3.
+    (tmp_path / "a.csv").write_text('id,email\n1,"a\nb@x.org"\n\n,c@x.org\n', encoding="utf-8")
+    message = input_error([{"name": "a", "path": "a.csv", "id": "id", "columns": {"email": "email"}}])
+    assert message == f"{tmp_path / 'a.csv'}: row 2 (line 5) has an empty id in column 'id'"
+
+
+def test_whole_number_ids_in_a_float_column_read_as_the_source_systems_ids(con, run_ingest, tmp_path):
+    # pandas stores an integer id column that has a gap as float64: 101.0, NaN, 103.0.
+    frame = PEOPLE.assign(pid=[101.0, 102.5, 103.0])
+    frame.to_parquet(tmp_path / "people.parquet", index=False)
+    run_ingest([PEOPLE_SOURCE | {"path": "people.parquet"}])
+    assert [r[1] for r in records(con)] == ["101", "102.5", "103"]
+
+
+def test_a_missing_id_in_a_float_column_is_an_empty_id(input_error, tmp_path):
+    PEOPLE.assign(pid=[101.0, float("nan"), 103.0]).to_parquet(tmp_path / "people.parquet", index=False)
+    message = input_error([PEOPLE_SOURCE | {"path": "people.parquet"}])
+    assert message == f"{tmp_path / 'people.parquet'}: row 2 has an empty id in column 'pid'"
+
+
 @pytest.mark.parametrize("content, problem", [
     (b"", "file is empty"),
     (b"id,email\n", "file has no records"),
