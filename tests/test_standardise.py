@@ -70,6 +70,21 @@ def test_clean_name(raw, expected):
     assert names.clean_name(raw) == expected
 
 
+@pytest.mark.parametrize("written, as_well", [
+    ("O Neil", "O'Neil"), ("D Angelo", "D'Angelo"), ("L Estrange", "L'Estrange"), ("Mc Donald", "McDonald"),
+    ("Garcia O Neil", "García O'Neil"),
+])
+def test_a_surname_prefix_written_apart_meets_its_apostrophe_spelling(written, as_well):
+    assert names.clean_surname(written) == names.clean_surname(as_well) == names.clean_name(as_well)
+
+
+@pytest.mark.parametrize("surname, expected", [
+    ("De Souza", "de souza"), ("Van der Berg", "van der berg"), ("Lo", "lo"), ("O", "o"), ("Smith D", "smith d"),
+])
+def test_longer_particles_and_lone_letters_stay_as_written(surname, expected):
+    assert names.clean_surname(surname) == expected
+
+
 @pytest.mark.parametrize("full, expected", [
     ("Smith, John A.", dict(first="John", middle="A.", last="Smith")),
     ("Dr. John Smith Jr.", dict(title="Dr.", first="John", last="Smith", suffix="jr")),
@@ -326,6 +341,20 @@ def test_to_e164_region_fallback():
     ("McDonald's Corporation", "mcdonalds"),
     ("Acme (UK) Ltd", "acme"),
     ("Nestlé S.A.", "nestle"),
+    # Nordic, Spanish, Latin American, Slavic and Asian forms, with their slashes and periods
+    ("Maersk A/S", "maersk"),
+    ("Acme I/S", "acme"),
+    ("Embraer S/A", "embraer"),
+    ("Telefonica S.L.U.", "telefonica"),
+    ("Acme S.A.U.", "acme"),
+    ("Grupo Acme S. de R.L. de C.V.", "grupo acme"),
+    ("Acme SAPI de CV", "acme"),
+    ("Krka d.o.o.", "krka"),
+    ("Acme PJSC", "acme"),
+    ("Acme OOO", "acme"),
+    ("Acme EIRELI", "acme"),
+    ("Marel hf.", "marel"),
+    ("A S", "a s"),  # never strip the whole name
     ("Acme Holdings", "acme holdings"),  # descriptive words stay
     ("The Company", "company"),  # never strip the whole name
     ("Limited", "limited"),

@@ -126,7 +126,7 @@ def _name_parts(full: str | None, first: str | None, middle: str | None, last: s
             head, _, tail = first.strip().partition(" ")
             first, middle = head, tail.strip() or None
     first_c = names.clean_name(first)
-    last_c = names.clean_name(last)
+    last_c = names.clean_surname(last)
     middle_c = names.clean_name(middle)
     return (
         first, middle, last, suffix, names.generation(suffix),
@@ -199,7 +199,7 @@ PLACE_FIELDS = ("street", "city", "postcode", "region")
 SHARED_PAIRWISE_MAX = 20
 
 # Bump when a rule changes what a record standardises to: cached std rows are then rebuilt.
-STANDARDISE_VERSION = "6"
+STANDARDISE_VERSION = "7"
 
 
 def _signature(config: Config) -> str:

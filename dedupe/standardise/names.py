@@ -93,6 +93,19 @@ def clean_name(value: str | None) -> str | None:
     return cleaned or None
 
 
+# A surname prefix written apart ("O Neil", "D Angelo", "Mc Donald") is almost always an apostrophe
+# or a join lost in some system: glued back, it meets "O'Neil" and "McDonald" exactly. Longer
+# particles (van, de, la) stay words: "De Souza" and "Souza" are often one person written two ways.
+_DETACHED_PREFIX = re.compile(r"\b(o|d|l|mc) (?=[a-z]{2})")
+
+
+@lru_cache(maxsize=1 << 20)
+def clean_surname(value: str | None) -> str | None:
+    """``clean_name`` with detached prefixes glued back: "O Neil" -> "oneil", like "O'Neil"."""
+    cleaned = clean_name(value)
+    return _DETACHED_PREFIX.sub(r"\1", cleaned) if cleaned else cleaned
+
+
 def parse_person_name(full: str | None) -> dict:
     """Split a full name into title/first/middle/last/suffix (original casing and accents).
 
