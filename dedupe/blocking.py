@@ -127,7 +127,9 @@ def block(con: duckdb.DuckDBPyConnection, rules: tuple[tuple[str, ...], ...], ma
             report.skipped_rules.append(rule_name(rule))
         else:
             usable.append((index, rule))
-    signature = repr((rules, max_block_size, get_meta(con, "standardise_signature")))
+    # The format tag: code from before ``candidates`` was kept wrote the same signature without
+    # it, and a state it blocked (a rolled-back deploy) must be blocked afresh, not patched.
+    signature = repr((rules, max_block_size, get_meta(con, "standardise_signature"))) + "|candidates-v1"
     report.version = uuid.uuid4().hex
     with transaction(con):
         if full or get_meta(con, "blocking_signature") != signature or not _has_state(con):

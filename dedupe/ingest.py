@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from dedupe.config import RECORD_FIELDS, Config, Source
-from dedupe.state import ensure_schema, has_table
+from dedupe.state import ensure_schema, get_meta, has_table, set_meta
 
 # Formats tried, in order, when a source gives no date_format. ISO first: it is unambiguous.
 TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%fZ",
@@ -200,12 +200,30 @@ def _check_columns(source: Source, columns: dict[str, str]) -> None:
                              f"'{source.name}') not found; columns found: {found}")
 
 
-def _record_id_expr(column: str, dtype: str) -> str:
+# How keys become text. 2: whole numbers in a float or decimal key column without a fraction.
+# A state made before keeps 1 (the plain cast, "1001.0"): its registry, crosswalk and golden
+# provenance hold those texts, and downstream systems key on them.
+RECORD_ID_TEXT = "2"
+
+
+def _record_id_text(con: duckdb.DuckDBPyConnection) -> str:
+    """The key text form this state uses (see RECORD_ID_TEXT); a new state takes the current one."""
+    version = get_meta(con, "record_id_text")
+    if version is None:
+        known = con.execute("SELECT count(*) FROM (SELECT 1 FROM record_registry LIMIT 1)").fetchall()[0][0]
+        version = "1" if known else RECORD_ID_TEXT
+        set_meta(con, "record_id_text", version)
+    return version
+
+
+def _record_id_expr(column: str, dtype: str, text_version: str = RECORD_ID_TEXT) -> str:
     """SQL for a source's key as text. A float or decimal key column (pandas writes integer ids
     with a missing value as float64) gives its whole numbers without a fraction, 1001 and not
     1001.0, so the crosswalk matches the source system's ids; NaN and infinities are no id."""
     col = _q(column)
     kind = dtype.split("(")[0]
+    if text_version == "1":
+        return f"trim(CAST({col} AS VARCHAR))"
     if kind in ("FLOAT", "DOUBLE"):
         return (f"CASE WHEN NOT isfinite({col}) THEN NULL "
                 f"WHEN {col} = trunc({col}) AND abs({col}) < 1e18 THEN CAST(CAST({col} AS HUGEINT) AS VARCHAR) "
@@ -218,8 +236,9 @@ def _record_id_expr(column: str, dtype: str) -> str:
 
 def _csv_line(source: Source, row: int) -> int | None:
     """The line of the file on which data row ``row`` starts. Not the row number plus one: a
-    quoted value may span lines and DuckDB skips blank lines. Read only to word an error."""
-    delimiter, _ = _csv_layout(source)
+    quoted value may span lines, and DuckDB skips blank lines (except in a one-column file,
+    where a blank line is a record with no value). Read only to word an error."""
+    delimiter, names = _csv_layout(source)
     try:
         with source.path.open(encoding=_python_encoding(source), errors="replace", newline="") as f:
             reader = csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True)
@@ -227,12 +246,27 @@ def _csv_line(source: Source, row: int) -> int | None:
                 next(reader, None)
             seen, end = 0, reader.line_num
             for record in reader:
-                if record:
+                if record or len(names) == 1:
                     seen += 1
                     if seen == row:
                         return end + 1
                 end = reader.line_num
     except (OSError, csv.Error):
+        return None
+    return None
+
+
+def _jsonl_line(source: Source, row: int) -> int | None:
+    """The line of a JSON Lines file holding record ``row`` (blank lines hold none)."""
+    try:
+        with source.path.open(encoding=_python_encoding(source), errors="replace") as f:
+            seen = 0
+            for number, text in enumerate(f, start=1):
+                if text.strip():
+                    seen += 1
+                    if seen == row:
+                        return number
+    except OSError:
         return None
     return None
 
@@ -243,7 +277,8 @@ def _check_ids(con: duckdb.DuckDBPyConnection, source: Source, view: str, record
                         f"IS NULL ORDER BY __row LIMIT 1").fetchall()
     if empty:
         row = empty[0][0]
-        line = _csv_line(source, row) if source.format == "csv" else row if source.format == "jsonl" else None
+        line = (_csv_line(source, row) if source.format == "csv"
+                else _jsonl_line(source, row) if source.format == "jsonl" else None)
         where = f"row {row} (line {line})" if line else f"row {row}"
         raise InputError(f"{source.path}: {where} has an empty id in column '{source.id_column}'")
     dup = con.execute(f"""
@@ -317,11 +352,13 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, allow_deletions: bool
     report = IngestReport()
     fields = ("full_name",) + config.record_fields
     selects = []
+    ensure_schema(con)
+    text_version = _record_id_text(con)
     for i, source in enumerate(config.sources):
         view = f"src_{i}"
         columns = _open_source(con, source, view)
         _check_columns(source, columns)
-        record_id = _record_id_expr(source.id_column, columns[source.id_column])
+        record_id = _record_id_expr(source.id_column, columns[source.id_column], text_version)
         _check_ids(con, source, view, record_id)
         exprs = [f"{_lit(source.name)} AS source", f"{i} AS source_index", f"{record_id} AS record_id"]
         for fname in fields:
@@ -351,7 +388,6 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, allow_deletions: bool
 
     checked = [f for f in fields if f in ("updated_at", "date_of_birth") or f in typed_extras]
     # Stable ids: a key seen before keeps its rid; new keys get new rids in key order.
-    ensure_schema(con)
     con.execute("""
         INSERT INTO record_registry
         SELECT r.source, r.record_id,

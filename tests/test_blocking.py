@@ -108,3 +108,21 @@ def test_incremental_blocking_equals_a_full_blocking_night_after_night():
             assert got == want, (seed, night)
             assert sorted(map(str, incremental.capped)) == sorted(map(str, full.capped))
             assert incremental.pairs_per_rule == full.pairs_per_rule
+
+
+def test_a_state_last_blocked_by_older_code_is_blocked_afresh():
+    # A rolled-back deploy: code from before ``candidates`` was kept blocks one night (patching
+    # the parts, not ``candidates``, and writing its own signature); the next night must not
+    # patch a stale ``candidates`` table.
+    import duckdb
+
+    from dedupe.state import ensure_schema, get_meta, set_meta
+
+    con = duckdb.connect()
+    ensure_schema(con)
+    _random_std(con, None, set(range(1, 20)), {r: 0 for r in range(1, 20)})
+    rules = (("email_key",), ("phone",))
+    block(con, rules, max_block_size=6)
+    set_meta(con, "blocking_signature", repr((rules, 6, get_meta(con, "standardise_signature"))))
+    assert block(con, rules, max_block_size=6, full=False).changes_since is None
+    assert block(con, rules, max_block_size=6, full=False).changes_since is not None

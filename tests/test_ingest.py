@@ -266,12 +266,37 @@ def test_empty_id_names_the_line_the_record_starts_on_after_multiline_values_and
     assert message == f"{tmp_path / 'a.csv'}: row 2 (line 5) has an empty id in column 'id'"
 
 
+def test_empty_id_line_in_a_one_column_csv_where_a_blank_line_is_a_record(input_error, tmp_path):
+    (tmp_path / "a.csv").write_text("id\n1\n\n2\n", encoding="utf-8")
+    message = input_error([{"name": "a", "path": "a.csv", "id": "id", "columns": {"email": "id"}}])
+    assert message == f"{tmp_path / 'a.csv'}: row 2 (line 3) has an empty id in column 'id'"
+
+
+def test_empty_id_line_in_json_lines_skips_blank_lines(input_error, tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"id": "1", "e": "a"}\n\n{"id": "2", "e": "b"}\n{"id": "", "e": "c"}\n')
+    message = input_error([{"name": "a", "path": "a.jsonl", "id": "id", "columns": {"email": "e"}}])
+    assert message == f"{tmp_path / 'a.jsonl'}: row 3 (line 4) has an empty id in column 'id'"
+
+
 def test_whole_number_ids_in_a_float_column_read_as_the_source_systems_ids(con, run_ingest, tmp_path):
     # pandas stores an integer id column that has a gap as float64: 101.0, NaN, 103.0.
     frame = PEOPLE.assign(pid=[101.0, 102.5, 103.0])
     frame.to_parquet(tmp_path / "people.parquet", index=False)
     run_ingest([PEOPLE_SOURCE | {"path": "people.parquet"}])
     assert [r[1] for r in records(con)] == ["101", "102.5", "103"]
+
+
+def test_a_state_that_published_float_ids_as_text_keeps_them(con, run_ingest, tmp_path):
+    # Its registry, crosswalk and golden provenance say "101.0", and downstream keys on them:
+    # rewriting them would look like every record deleted and added.
+    from dedupe.state import ensure_schema
+
+    ensure_schema(con)
+    con.execute("INSERT INTO record_registry VALUES ('people', '101.0', 7)")
+    PEOPLE.assign(pid=[101.0, 102.5, 103.0]).to_parquet(tmp_path / "people.parquet", index=False)
+    run_ingest([PEOPLE_SOURCE | {"path": "people.parquet"}])
+    assert con.execute("SELECT rid, record_id FROM records ORDER BY rid").fetchall() == \
+        [(7, "101.0"), (8, "102.5"), (9, "103.0")]
 
 
 def test_a_missing_id_in_a_float_column_is_an_empty_id(input_error, tmp_path):

@@ -355,6 +355,15 @@ def test_to_e164_region_fallback():
     ("Acme EIRELI", "acme"),
     ("Marel hf.", "marel"),
     ("A S", "a s"),  # never strip the whole name
+    ("Acme G.K.", "acme"),
+    ("Össur ehf.", "ossur"),
+    # forms that are also words are stripped only with their periods
+    ("Scooby Doo", "scooby doo"),
+    ("Wilde Sau", "wilde sau"),
+    ("Radio HF", "radio hf"),
+    ("One GK", "one gk"),
+    ("Kung Pao", "kung pao"),
+    ("Hotel Zao", "hotel zao"),
     ("Acme Holdings", "acme holdings"),  # descriptive words stay
     ("The Company", "company"),  # never strip the whole name
     ("Limited", "limited"),

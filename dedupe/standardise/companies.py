@@ -33,6 +33,9 @@ _PLACEHOLDERS = frozenset({
     "unemployed", "individual", "private", "personal", "home", "homemaker", "test",
 })
 _ASIDE = re.compile(r"\([^)]*(?:\)|$)|\[[^\]]*(?:\]|$)")
+# Legal forms that are also words ("Scooby Doo", "Wilde Sau", "Radio HF", "One GK", "Kung Pao"),
+# so the suffix table cannot hold them: stripped only when written with their periods.
+_PUNCTUATED_FORMS = re.compile(r"(?<=\S)[\s,]+(?:d\.\s?o\.\s?o|s\.\s?a\.\s?u|g\.\s?k|e?hf)\.\s*$")
 _INITIALISM_AND = re.compile(r"\b([a-z]{1,2})&([a-z]{1,2})\b")
 _DELETED = re.compile(r"['`.]")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -42,7 +45,7 @@ def normalise_company(value: str | None) -> str | None:
     """Comparison form: "ACME, Inc." -> "acme", "Toyota Motor Co., Ltd." -> "toyota motor"; junk -> None."""
     if not isinstance(value, str):
         return None
-    text = _ASIDE.sub(" ", to_ascii(value).lower())
+    text = _PUNCTUATED_FORMS.sub("", _ASIDE.sub(" ", to_ascii(value).lower()).rstrip())
     text = _INITIALISM_AND.sub(r"\1\2", text).replace("&", " and ")
     tokens = _NON_ALNUM.sub(" ", _DELETED.sub("", text)).split()
     if not tokens or " ".join(tokens) in _PLACEHOLDERS:
