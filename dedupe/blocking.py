@@ -217,10 +217,6 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
     con.execute("DELETE FROM blocking_capped c USING _dirty d WHERE c.rule = d.rule AND c.key = d.key")
     con.execute(f"INSERT INTO blocking_capped SELECT rule, key, n FROM _sizes WHERE n > {cap}")
     # Pairs with a changed record come again from its blocks (all dirty) within the cap.
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE candidate_changes AS
-        SELECT rid_l, rid_r FROM candidates
-        WHERE rid_l IN (SELECT rid FROM _touched) OR rid_r IN (SELECT rid FROM _touched)""")
     con.execute("DELETE FROM blocking_parts WHERE rid_l IN (SELECT rid FROM _touched) "
                 "OR rid_r IN (SELECT rid FROM _touched)")
     con.execute(f"""
@@ -230,7 +226,6 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
         JOIN _sizes s ON s.rule = a.rule AND s.key = a.key AND s.n <= {cap}
         JOIN blocking_keys b ON b.rule = a.rule AND b.key = a.key AND b.rid <> a.rid""")
     con.execute("INSERT INTO blocking_parts SELECT * FROM _new_parts")
-    con.execute("INSERT INTO candidate_changes SELECT rid_l, rid_r FROM _new_parts")
     # A block that crossed the cap adds or removes pairs between records that did not change.
     # They were all in it before (their keys are the same), so there are at most cap^2/2 of them.
     con.execute(f"""
@@ -253,11 +248,17 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
             JOIN blocking_keys a ON a.rule = f.rule AND a.rid = f.rid_l
             JOIN blocking_keys b ON b.rule = f.rule AND b.rid = f.rid_r AND b.key = a.key
             ANTI JOIN blocking_capped c ON c.rule = a.rule AND c.key = a.key""")
-        con.execute("INSERT INTO candidate_changes SELECT rid_l, rid_r FROM _flip_pairs")
     con.execute("DELETE FROM blocking_records WHERE rid IN (SELECT rid FROM _touched)")
     con.execute("INSERT INTO blocking_records SELECT rid, content_hash FROM std SEMI JOIN _changed USING (rid)")
-    # The candidates of the changed pairs: whatever parts of theirs remain, under any rule.
-    con.execute("CREATE OR REPLACE TEMP TABLE candidate_changes AS SELECT DISTINCT * FROM candidate_changes")
+    # Pairs whose candidacy may have changed: those a changed record had (``candidates`` is still
+    # last night's here) or has, and those of blocks that crossed the cap. Their candidate rows
+    # are made again from whatever parts of theirs remain, under any rule.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE candidate_changes AS
+        SELECT rid_l, rid_r FROM candidates
+        WHERE rid_l IN (SELECT rid FROM _touched) OR rid_r IN (SELECT rid FROM _touched)
+        UNION SELECT rid_l, rid_r FROM _new_parts
+        UNION SELECT rid_l, rid_r FROM _flip_pairs""")
     con.execute("DELETE FROM candidates c USING candidate_changes x WHERE c.rid_l = x.rid_l AND c.rid_r = x.rid_r")
     con.execute("""
         INSERT INTO candidates

@@ -222,16 +222,12 @@ def _record_id_expr(column: str, dtype: str, text_version: str = RECORD_ID_TEXT)
     1001.0, so the crosswalk matches the source system's ids; NaN and infinities are no id."""
     col = _q(column)
     kind = dtype.split("(")[0]
-    if text_version == "1":
+    if text_version == "1" or kind not in ("FLOAT", "DOUBLE", "DECIMAL"):
         return f"trim(CAST({col} AS VARCHAR))"
-    if kind in ("FLOAT", "DOUBLE"):
-        return (f"CASE WHEN NOT isfinite({col}) THEN NULL "
-                f"WHEN {col} = trunc({col}) AND abs({col}) < 1e18 THEN CAST(CAST({col} AS HUGEINT) AS VARCHAR) "
-                f"ELSE CAST({col} AS VARCHAR) END")
-    if kind == "DECIMAL":
-        return (f"CASE WHEN {col} = trunc({col}) THEN CAST(CAST({col} AS HUGEINT) AS VARCHAR) "
-                f"ELSE CAST({col} AS VARCHAR) END")
-    return f"trim(CAST({col} AS VARCHAR))"
+    is_float = kind != "DECIMAL"  # NaN and infinities are no id; beyond 1e18 a float is no integer id
+    return (f"CASE {f'WHEN NOT isfinite({col}) THEN NULL ' if is_float else ''}"
+            f"WHEN {col} = trunc({col}){f' AND abs({col}) < 1e18' if is_float else ''} "
+            f"THEN CAST(CAST({col} AS HUGEINT) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END")
 
 
 def _csv_line(source: Source, row: int) -> int | None:
