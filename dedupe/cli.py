@@ -243,7 +243,7 @@ def entry() -> None:
 
     By the time a command returns, everything it wrote is closed (the state database, published
     files, the lock). Tearing down the interpreter would still take about half a second (the
-    Anthropic SDK's pydantic models, pandas, pyarrow) for nothing, on every nightly run, so the
+    Anthropic SDK's pydantic models, pyarrow) for nothing, on every nightly run, so the
     process flushes its streams and ends at once. Tracebacks still take the normal path."""
     try:
         main()

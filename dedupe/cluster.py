@@ -39,7 +39,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import duckdb
-import pyarrow as pa
+
+from dedupe.columns import registered
 
 
 @dataclass(frozen=True)
@@ -323,13 +324,11 @@ def _cluster_nodes(con: duckdb.DuckDBPyConnection, links: str, nodes: str, ident
             report.conflict_splits += int(conflict)
             report.size_cap_splits += int(oversize and not conflict)
             rows += [(rid, root, flag) for rid, root in roots.items()]
-        # One Arrow hand-over: executemany costs a statement per row.
-        resplit = pa.table({"rid": pa.array([r[0] for r in rows], pa.int64()),
-                            "component": pa.array([r[1] for r in rows], pa.int64()),
-                            "flag": pa.array([r[2] for r in rows], pa.string())})
-        con.register("resplit_arrow", resplit)
-        con.execute("INSERT INTO resplit SELECT * FROM resplit_arrow")
-        con.unregister("resplit_arrow")
+        # One hand-over: executemany costs a statement per row.
+        columns = {"rid": [r[0] for r in rows], "component": [r[1] for r in rows], "flag": [r[2] for r in rows]}
+        with registered(con, "resplit_new", columns):
+            con.execute("INSERT INTO resplit SELECT CAST(rid AS BIGINT), CAST(component AS BIGINT), "
+                        "CAST(flag AS VARCHAR) FROM resplit_new")
 
     con.execute("""
         CREATE OR REPLACE TEMP TABLE clusters AS

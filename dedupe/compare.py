@@ -71,8 +71,11 @@ def _pairwise(scorer, scale: float):
         mask = np.fromiter((x is None or y is None for x, y in zip(a, b)), dtype=bool, count=len(a))
         a = ["" if x is None else x for x in a]
         b = ["" if y is None else y for y in b]
-        scores = process.cpdist(a, b, scorer=scorer, workers=-1, dtype=np.float64)
-        return pa.array(scores / scale, type=pa.float64(), mask=mask)
+        scores = process.cpdist(a, b, scorer=scorer, workers=-1, dtype=np.float64) / scale
+        # From the buffers: pa.array() would import pandas (see dedupe.columns).
+        validity = pa.py_buffer(np.packbits(~mask, bitorder="little"))
+        return pa.Array.from_buffers(pa.float64(), len(scores), [validity, pa.py_buffer(scores)],
+                                     null_count=int(mask.sum()))
     return udf
 
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
+from dedupe.columns import registered
 from dedupe.compare import Comparison, compare
 from dedupe.config import ModelSettings
 from dedupe.state import has_table
@@ -119,10 +119,8 @@ def estimate_u(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison],
     a = rids[rng.integers(0, n, size=size)]
     b = rids[rng.integers(0, n, size=size)]
     keep = a != b
-    pairs = pa.table({"rid_l": np.minimum(a, b)[keep], "rid_r": np.maximum(a, b)[keep]})
-    con.register("_u_pairs", pairs)
-    con.execute("CREATE OR REPLACE TEMP TABLE u_pairs AS SELECT * FROM _u_pairs")
-    con.unregister("_u_pairs")
+    with registered(con, "_u_pairs", {"rid_l": np.minimum(a, b)[keep], "rid_r": np.maximum(a, b)[keep]}):
+        con.execute("CREATE OR REPLACE TEMP TABLE u_pairs AS SELECT * FROM _u_pairs")
     compare(con, comparisons, "u_pairs", "u_levels")
     u: dict[str, dict[int, float]] = {}
     for c in comparisons:

@@ -565,9 +565,9 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
     run history with its exit code.
     """
     with state.RunLock(config.state, log):
-        # In the order they are needed: the standardisation rules, pandas (pyarrow imports it at
-        # the first Arrow hand-over, in standardise), then the Anthropic SDK for the judge.
-        _import_in_background([("dedupe.standardise", "warm_up"), ("pandas", None)]
+        # In the order they are needed: the standardisation rules, then the Anthropic SDK for the
+        # judge. (pandas is never imported: see dedupe.columns.)
+        _import_in_background([("dedupe.standardise", "warm_up")]
                               + ([("anthropic", None)] if may_call_api(config.judge) else []))
         con = connect(config)
         state.ensure_schema(con)

@@ -47,9 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import duckdb
-import pyarrow as pa
 
 from . import cache, cost, prompt
+from ..columns import registered
 from ..state import transaction
 from .settings import JudgeSettings
 
@@ -298,22 +298,20 @@ class Session:
         local_id = "lb_" + uuid.uuid4().hex
         started = utcnow()
         n_bytes = sum(t.request_bytes for t in part)
-        table = pa.table(
-            {
-                "custom_id": [t.custom_id for t in part],
-                "cache_key": [t.cache_key for t in part],
-                "user_text": [t.user_text for t in part],
-                "request_bytes": pa.array([t.request_bytes for t in part], pa.int64()),
-            }
-        )
+        columns = {
+            "custom_id": [t.custom_id for t in part],
+            "cache_key": [t.cache_key for t in part],
+            "user_text": [t.user_text for t in part],
+            "request_bytes": [t.request_bytes for t in part],
+        }
         # Journal first: if we die during create, the next run finds this row.
-        self.con.register("judge_submit_arrow", table)
-        try:
+        with registered(self.con, "judge_submit_new", columns):
             with transaction(self.con):
                 self.con.execute(
                     """INSERT INTO judge_requests
-                       SELECT custom_id, cache_key, $model, $pv, user_text, request_bytes, $now
-                       FROM judge_submit_arrow ON CONFLICT DO NOTHING""",
+                       SELECT CAST(custom_id AS VARCHAR), CAST(cache_key AS VARCHAR), $model, $pv,
+                              CAST(user_text AS VARCHAR), CAST(request_bytes AS BIGINT), $now
+                       FROM judge_submit_new ON CONFLICT DO NOTHING""",
                     {"model": s.model, "pv": s.prompt_version, "now": started},
                 )
                 self.con.execute(
@@ -324,17 +322,15 @@ class Session:
                 )
                 self.con.execute(
                     "INSERT INTO judge_batch_items (local_id, custom_id) "
-                    "SELECT $lid, custom_id FROM judge_submit_arrow",
+                    "SELECT $lid, custom_id FROM judge_submit_new",
                     {"lid": local_id},
                 )
                 self.con.execute(
                     """INSERT INTO judge_batch_pairs
                        SELECT $lid, p.custom_id, p.pair_key FROM judge_plan p
-                       WHERE p.custom_id IN (SELECT custom_id FROM judge_submit_arrow)""",
+                       WHERE p.custom_id IN (SELECT custom_id FROM judge_submit_new)""",
                     {"lid": local_id},
                 )
-        finally:
-            self.con.unregister("judge_submit_arrow")
 
         requests = [
             {"custom_id": t.custom_id, "params": prompt.build_params(t.user_text, s)} for t in part
@@ -616,10 +612,12 @@ class Session:
         names = ["custom_id", "outcome", "error_type", "detail", "same_person", "confidence", "reason",
                  "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
                  "cost_usd"]
-        types = [pa.string()] * 4 + [pa.bool_(), pa.float64(), pa.string()] + [pa.int64()] * 4 + [pa.float64()]
-        table = pa.table({n: pa.array([r[n] for r in rows], t) for n, t in zip(names, types)})
+        types = ["VARCHAR"] * 4 + ["BOOLEAN", "DOUBLE", "VARCHAR"] + ["BIGINT"] * 4 + ["DOUBLE"]
         leftover = "superseded" if role == "duplicate" else "missing"
-        self.con.register("judge_results_arrow", table)
+        with registered(self.con, "judge_results_new", {n: [r[n] for r in rows] for n in names}):
+            self.con.execute("CREATE OR REPLACE TEMP TABLE judge_results_typed AS SELECT "
+                             + ", ".join(f"CAST({n} AS {t}) AS {n}" for n, t in zip(names, types))
+                             + " FROM judge_results_new")
         try:
             with transaction(self.con):
                 self.con.execute(
@@ -628,7 +626,7 @@ class Session:
                            cache_creation_input_tokens = r.cache_creation_input_tokens,
                            cache_read_input_tokens = r.cache_read_input_tokens, cost_usd = r.cost_usd,
                            resolved_at = now()::TIMESTAMP
-                       FROM judge_results_arrow r
+                       FROM judge_results_typed r
                        WHERE i.local_id = $lid AND i.custom_id = r.custom_id AND i.outcome IS NULL""",
                     {"lid": local_id},
                 )
@@ -636,7 +634,7 @@ class Session:
                     """CREATE OR REPLACE TEMP TABLE judge_new_verdicts AS
                        SELECT q.cache_key, q.model, q.prompt_version, r.same_person, r.confidence,
                               r.reason, $bid AS batch_id, r.custom_id
-                       FROM judge_results_arrow r
+                       FROM judge_results_typed r
                        JOIN judge_requests q USING (custom_id)
                        WHERE r.outcome = 'succeeded' AND r.custom_id IN
                              (SELECT custom_id FROM judge_batch_items WHERE local_id = $lid)""",
@@ -654,7 +652,7 @@ class Session:
                     {"lid": local_id},
                 )
         finally:
-            self.con.unregister("judge_results_arrow")
+            self.con.execute("DROP TABLE IF EXISTS judge_results_typed")
         self.con.execute("DROP TABLE IF EXISTS judge_new_verdicts")
 
 

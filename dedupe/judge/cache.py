@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
-import pyarrow as pa
+
+from dedupe.columns import registered
 
 from . import prompt
 from .settings import JudgeSettings
@@ -105,12 +106,11 @@ def build_plan(con: duckdb.DuckDBPyConnection, review_table: str, settings: Judg
         columns["cache_key"].append(ids.cache_key(text))
         columns["custom_id"].append(ids.custom_id(text))
         columns["request_bytes"].append(ids.request_bytes(text))
-    types = {"request_bytes": pa.int64()}
-    con.register("judge_plan_arrow", pa.table({n: pa.array(v, types.get(n, pa.string())) for n, v in columns.items()}))
-    try:
-        con.execute("INSERT INTO judge_plan_memo SELECT * FROM judge_plan_arrow")
-    finally:
-        con.unregister("judge_plan_arrow")
+    with registered(con, "judge_plan_new", columns):
+        con.execute("""INSERT INTO judge_plan_memo
+                       SELECT CAST(input_key AS VARCHAR), CAST(user_text AS VARCHAR), CAST(cache_key AS VARCHAR),
+                              CAST(custom_id AS VARCHAR), CAST(request_bytes AS BIGINT)
+                       FROM judge_plan_new""")
     # Forget inputs no longer asked (and those of other settings): the memo stays one night's band.
     con.execute("DELETE FROM judge_plan_memo WHERE input_key NOT IN (SELECT input_key FROM judge_inputs)")
     con.execute("""

@@ -24,8 +24,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable
 
 import duckdb
-import pyarrow as pa
 
+from dedupe.columns import registered
 from dedupe.config import Config
 from dedupe.state import column_type, crash_point, get_meta, set_meta, transaction
 from dedupe.standardise import companies, emails, names, phones, places
@@ -35,9 +35,10 @@ DEFAULT_PHONE_REGION = "US"
 
 
 def _map_distinct(con: duckdb.DuckDBPyConnection, table: str, source_sql: str, inputs: list[str],
-                  fn: Callable[..., tuple], outputs: dict[str, pa.DataType],
+                  fn: Callable[..., tuple], outputs: dict[str, str],
                   progress: Callable[[str], None] | None = None) -> None:
-    """Apply ``fn`` to each distinct tuple of ``inputs``; store ``in_<input>`` + outputs in ``table``.
+    """Apply ``fn`` to each distinct tuple of ``inputs``; store ``in_<input>`` + outputs (name: SQL
+    type) in ``table``.
 
     Inputs get an ``in_`` prefix because outputs may reuse their names (``first_name`` in, parsed
     ``first_name`` out)."""
@@ -46,14 +47,19 @@ def _map_distinct(con: duckdb.DuckDBPyConnection, table: str, source_sql: str, i
         progress(f"{table.removeprefix('map_')}: {distinct.num_rows:,} distinct values")
     columns = [distinct.column(i).to_pylist() for i in range(len(inputs))]
     results = _apply(fn, list(zip(*columns))) if columns and columns[0] else []
-    out_columns = list(zip(*results)) if results else [[] for _ in outputs]
-    arrays = {f"in_{name}": distinct.column(i) for i, name in enumerate(inputs)}
-    for (name, dtype), values in zip(outputs.items(), out_columns):
-        arrays[name] = pa.array(list(values), type=dtype)
-    mapping = pa.table(arrays)
-    con.register("_mapping", mapping)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _mapping")
-    con.unregister("_mapping")
+    out_columns = list(zip(*results)) if results else [() for _ in outputs]
+    # The inputs stay in Arrow with their own types; the outputs go over as NumPy (see
+    # dedupe.columns) and line up with them row by row.
+    con.register("_distinct", distinct)
+    try:
+        with registered(con, "_mapped", dict(zip(outputs, out_columns))):
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE {table} AS
+                SELECT {', '.join(f'd.{name} AS in_{name}' for name in inputs)},
+                       {', '.join(f'CAST(m.{name} AS {sql_type}) AS {name}' for name, sql_type in outputs.items())}
+                FROM _distinct d POSITIONAL JOIN _mapped m""")
+    finally:
+        con.unregister("_distinct")
 
 
 # Below this many distinct values, handing work to other processes costs more than it saves
@@ -138,10 +144,10 @@ def _name_parts(full: str | None, first: str | None, middle: str | None, last: s
 
 
 NAME_OUTPUTS = {
-    "first_name": pa.string(), "middle_name": pa.string(), "last_name": pa.string(),
-    "name_suffix": pa.string(), "name_generation": pa.string(), "first_clean": pa.string(), "middle_initial": pa.string(),
-    "last_clean": pa.string(), "first_family": pa.list_(pa.string()), "first_initial": pa.string(),
-    "last_phonetic": pa.string(), "first_phonetic": pa.string(),
+    "first_name": "VARCHAR", "middle_name": "VARCHAR", "last_name": "VARCHAR",
+    "name_suffix": "VARCHAR", "name_generation": "VARCHAR", "first_clean": "VARCHAR", "middle_initial": "VARCHAR",
+    "last_clean": "VARCHAR", "first_family": "VARCHAR[]", "first_initial": "VARCHAR",
+    "last_phonetic": "VARCHAR", "first_phonetic": "VARCHAR",
 }
 
 
@@ -155,9 +161,9 @@ def _email_parts(value: str | None) -> tuple:
 
 
 EMAIL_OUTPUTS = {
-    "email_display": pa.string(), "email_key": pa.string(), "email_local": pa.string(),
-    "email_domain": pa.string(), "email_local_alnum": pa.string(), "email_domain_key": pa.string(),
-    "email_is_free": pa.bool_(), "email_is_role": pa.bool_(),
+    "email_display": "VARCHAR", "email_key": "VARCHAR", "email_local": "VARCHAR",
+    "email_domain": "VARCHAR", "email_local_alnum": "VARCHAR", "email_domain_key": "VARCHAR",
+    "email_is_free": "BOOLEAN", "email_is_role": "BOOLEAN",
 }
 
 
@@ -231,12 +237,12 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
                   _name_parts, NAME_OUTPUTS, progress)
     _map_distinct(con, "map_email", source, ["email"], _email_parts, EMAIL_OUTPUTS, progress)
     _map_distinct(con, "map_company", source, ["company"], _company_parts,
-                  {"company_norm": pa.string(), "company_key": pa.string()})
-    _map_distinct(con, "map_country", source, ["country"], _country_part, {"country_code": pa.string()})
+                  {"company_norm": "VARCHAR", "company_key": "VARCHAR"})
+    _map_distinct(con, "map_country", source, ["country"], _country_part, {"country_code": "VARCHAR"})
     _map_distinct(con, "map_phone",
                   f"(SELECT r.phone, c.country_code FROM {source} r LEFT JOIN map_country c "
                   "ON c.in_country IS NOT DISTINCT FROM r.country)",
-                  ["phone", "country_code"], _phone_part, {"phone_e164": pa.string()}, progress)
+                  ["phone", "country_code"], _phone_part, {"phone_e164": "VARCHAR"}, progress)
 
     simple_maps: list[tuple[str, str, Callable]] = []
     for f in PLACE_FIELDS:
@@ -250,7 +256,7 @@ def standardise(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tru
         elif extra.compare == "exact":
             simple_maps.append((extra.name, f"{extra.name}_clean", _exact_part))
     for i, (src, out, fn) in enumerate(simple_maps):
-        _map_distinct(con, f"map_simple_{i}", source, [src], fn, {out: pa.string()})
+        _map_distinct(con, f"map_simple_{i}", source, [src], fn, {out: "VARCHAR"})
 
     joins = [
         f"LEFT JOIN map_name n ON {_join_on('n', ['full_name', 'first_name', 'middle_name', 'last_name'])}",
