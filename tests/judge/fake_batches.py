@@ -649,6 +649,9 @@ def default_verdict(a: dict, b: dict) -> dict:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; with Nagle's algorithm on, the body then waits
+    # for the client's delayed ACK, ~40 ms on every call: a stall of this fake, not of the API.
+    disable_nagle_algorithm = True
     fake: FakeBatchesServer
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
