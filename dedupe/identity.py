@@ -34,6 +34,8 @@ import hashlib
 
 import duckdb
 
+from dedupe.columns import registered
+
 # No PRIMARY KEYs: DuckDB maintains an ART index per key, and rewriting 10^5-10^6 membership rows
 # each night through one cost seconds at commit. Uniqueness holds by construction (ids are checked
 # against every id ever issued; membership is rebuilt from cluster_ids).
@@ -50,6 +52,28 @@ CREATE TABLE IF NOT EXISTS id_history (
 def _new_id(anchor: str, attempt: int) -> str:
     suffix = f"#{attempt}" if attempt else ""
     return "G" + hashlib.md5(f"{anchor}{suffix}".encode()).hexdigest()[:15]
+
+
+def _fresh_ids(con: duckdb.DuckDBPyConnection, collisions: list[tuple[int, str]]) -> dict[int, str]:
+    """For each colliding (cluster_key, anchor), the first of its anchor's later ids never issued.
+    Only the candidates are looked up (not every issued id: 0.1 s at 120k golden records)."""
+    attempts = 8
+    while True:
+        candidates = {key: [_new_id(anchor, a) for a in range(1, attempts + 1)] for key, anchor in collisions}
+        taken = {r[0] for r in con.execute(
+            "SELECT cluster_id FROM golden_ids WHERE cluster_id IN (SELECT unnest($ids)) "
+            "UNION SELECT cluster_id FROM id_new WHERE cluster_id IN (SELECT unnest($ids))",
+            {"ids": [c for ids in candidates.values() for c in ids]}).fetchall()}
+        fresh: dict[int, str] = {}
+        for key, _ in collisions:
+            free = next((c for c in candidates[key] if c not in taken), None)
+            if free is None:
+                break  # every candidate taken: look further
+            taken.add(free)
+            fresh[key] = free
+        else:
+            return fresh
+        attempts *= 4
 
 
 def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None = None) -> dict[str, int]:
@@ -102,15 +126,11 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None 
     collisions = con.execute("""
         SELECT n.cluster_key, n.anchor FROM id_new n SEMI JOIN golden_ids g USING (cluster_id)
         ORDER BY n.cluster_key""").fetchall()
-    if collisions:  # rare: a retired id's anchor anchors a cluster again; never reuse an id
-        issued = {r[0] for r in con.execute(
-            "SELECT cluster_id FROM golden_ids UNION SELECT cluster_id FROM id_new").fetchall()}
-        for key, anchor in collisions:
-            attempt = 1
-            while (new := _new_id(anchor, attempt)) in issued:
-                attempt += 1
-            issued.add(new)
-            con.execute("UPDATE id_new SET cluster_id = ? WHERE cluster_key = ?", [new, key])
+    if collisions:  # a retired id's anchor anchors a cluster again (a split): never reuse an id
+        fresh = _fresh_ids(con, collisions)
+        with registered(con, "id_fresh", {"cluster_key": list(fresh), "cluster_id": list(fresh.values())}):
+            con.execute("""UPDATE id_new n SET cluster_id = CAST(f.cluster_id AS VARCHAR) FROM id_fresh f
+                           WHERE n.cluster_key = f.cluster_key""")
     assigned = """
         SELECT m.rid, m.source, m.record_id, coalesce(k.cluster_id, n.cluster_id) AS cluster_id, m.flags,
                m.cluster_key, m.content_hash  -- what the next night's clustering starts from

@@ -56,3 +56,18 @@ def test_a_merge_keeps_the_larger_previous_clusters_id(nights):
     second, events = nights([[1, 2, 3, 4, 5]])
     assert second == {frozenset({1, 2, 3, 4, 5}): b}
     assert events == [(a, "merged_into", b)]
+
+
+def test_a_split_off_anchor_never_gets_an_id_issued_before_even_when_it_splits_off_again(nights):
+    # A new cluster's id derives from its anchor (its smallest record key); the part that keeps
+    # the old id was anchored by the same record, so the new id must be a fresh one, each time.
+    first, _ = nights([[1, 2, 3], [4, 5, 6]])
+    a, b = first[frozenset({1, 2, 3})], first[frozenset({4, 5, 6})]
+    second, _ = nights([[1], [2, 3], [4], [5, 6]])  # two such splits in one night
+    assert second[frozenset({2, 3})] == a and second[frozenset({5, 6})] == b
+    split_1, split_4 = second[frozenset({1})], second[frozenset({4})]
+    assert len({a, b, split_1, split_4}) == 4
+    third, events = nights([[1, 2, 3], [4, 5, 6]])  # back together: the split-off ids retire
+    assert third == first and sorted(events) == sorted([(split_1, "merged_into", a), (split_4, "merged_into", b)])
+    fourth, _ = nights([[1], [2, 3], [4], [5, 6]])  # and apart again: ids never seen before
+    assert len({a, b, split_1, split_4, fourth[frozenset({1})], fourth[frozenset({4})]}) == 6
