@@ -93,13 +93,16 @@ def _compact_if_due(con: duckdb.DuckDBPyConnection) -> None:
         _start_delta(con)
 
 
-def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = True) -> dict[str, int]:
+def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = True,
+                 touched: str | None = None) -> dict[str, int]:
     """Bring ``golden`` (one row per cluster) up to date with ``std`` and ``cluster_ids``.
 
     Each golden row carries ``members_hash``, a digest of its members' keys, the values
-    survivorship reads, and the cluster's flags. With ``full=False`` only clusters whose digest changed (or that are new) are
-    recomputed, in place; on a night where 1% of records change, so does about 1% of golden.
-    Returns {"recomputed": n, "kept": n}.
+    survivorship reads, and the cluster's flags. With ``full=False`` only clusters whose digest
+    changed (or that are new) are recomputed, in place; on a night where 1% of records change, so
+    does about 1% of golden. ``touched``: SQL yielding the ``cluster_id`` of every cluster that can
+    have changed since the stored golden rows were made (every other one is as it was, members,
+    values and flags); only their digests are computed. Returns {"recomputed": n, "kept": n}.
     """
     fields = golden_fields(config)
     rules = {f: config.survivorship.fields.get(f, config.survivorship.rules) for f in fields}
@@ -110,19 +113,20 @@ def build_golden(con: duckdb.DuckDBPyConnection, config: Config, full: bool = Tr
     # the cluster's flags once. DuckDB's hash() XORs its last argument in plainly, so each call ends
     # with a constant: a per-member term in last place would cancel out in pairs under bit_xor.
     member = ", ".join(["c.rid", "s.source", "s.record_id", "s.updated_at"] + [f"s.{f}" for f in fields] + ["0"])
+    incremental = (not full and get_meta(con, "golden_signature") == signature
+                   and _is_view(con, "golden") and "members_hash" in table_columns(con, "golden_delta"))
+    scope = f"cluster_id IN ({touched})" if incremental and touched else "true"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE golden_keys AS
         SELECT c.cluster_id, hash(bit_xor(hash({member})), any_value(c.flags), 0) AS members_hash
-        FROM cluster_ids c JOIN std s ON s.rid = c.rid GROUP BY c.cluster_id""")
-    incremental = (not full and get_meta(con, "golden_signature") == signature
-                   and _is_view(con, "golden") and "members_hash" in table_columns(con, "golden_delta"))
+        FROM (SELECT * FROM cluster_ids WHERE {scope}) c JOIN std s ON s.rid = c.rid GROUP BY c.cluster_id""")
     if incremental:
         # Retire the rows whose cluster is gone or changed; what remains is still right.
-        con.execute("""DELETE FROM golden_delta WHERE cluster_id NOT IN
-                       (SELECT cluster_id FROM golden_delta SEMI JOIN golden_keys USING (cluster_id, members_hash))""")
-        con.execute("""INSERT INTO golden_dropped
-                       SELECT cluster_id FROM golden_base ANTI JOIN golden_dropped USING (cluster_id)
-                       ANTI JOIN golden_keys USING (cluster_id, members_hash)""")
+        con.execute(f"""DELETE FROM golden_delta WHERE {scope} AND cluster_id NOT IN
+                        (SELECT cluster_id FROM golden_delta SEMI JOIN golden_keys USING (cluster_id, members_hash))""")
+        con.execute(f"""INSERT INTO golden_dropped
+                        SELECT cluster_id FROM golden_base ANTI JOIN golden_dropped USING (cluster_id)
+                        ANTI JOIN golden_keys USING (cluster_id, members_hash) WHERE {scope}""")
         kept = con.execute("SELECT count(*) FROM golden").fetchall()[0][0]
         con.execute("CREATE OR REPLACE TEMP TABLE golden_todo AS "
                     "SELECT * FROM golden_keys ANTI JOIN golden USING (cluster_id)")

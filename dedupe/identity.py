@@ -80,7 +80,9 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None 
     """Write ``cluster_ids`` and the staging tables ``id_events`` / ``id_new``; return counts.
 
     ``changed``: SQL yielding the ``rid`` of every record re-clustered this run, when every other
-    record's cluster is exactly as published (module docstring); None compares everything."""
+    record's cluster is exactly as published (module docstring); None compares everything. With
+    ``changed``, the temp table ``id_touched`` lists the clusters (ids before and after) those
+    records left or joined."""
     con.execute(SCHEMA)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE current_members AS
@@ -144,9 +146,14 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None 
         con.execute("""CREATE OR REPLACE TEMP TABLE id_scope AS
                        SELECT source, record_id FROM previous_members
                        UNION SELECT source, record_id FROM current_members""")
+        # The clusters these records left or joined: no other golden record can have changed.
+        con.execute("""CREATE OR REPLACE TEMP TABLE id_touched AS
+                       SELECT cluster_id FROM previous_members
+                       UNION SELECT cluster_id FROM cluster_ids WHERE rid IN (SELECT rid FROM current_members)""")
     else:
         con.execute(f"CREATE OR REPLACE TABLE cluster_ids AS {assigned} ORDER BY m.rid")
         con.execute("DROP TABLE IF EXISTS id_scope")
+        con.execute("DROP TABLE IF EXISTS id_touched")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE id_events AS
         -- previous ids that lost the merge

@@ -57,6 +57,12 @@ class Publisher:
         self._background.append(job)
         job.start()
 
+    def copy_parquet_in_background(self, con: duckdb.DuckDBPyConnection, source: str, name: str) -> None:
+        """``name`` (in its own format) from the Parquet file ``source`` this run already staged:
+        the same rows in the same order, without running their query again."""
+        path = str(self.staging / source).replace("'", "''")
+        self.copy_query_in_background(con, f"SELECT * FROM read_parquet('{path}')", name)
+
     def wait(self) -> None:
         """Wait for the background copies; raise the first error one of them met."""
         jobs, self._background = self._background, []

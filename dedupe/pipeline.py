@@ -644,7 +644,8 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
         scored.reuse["cluster"] = {"reclustered": cluster_report.reclustered,
                                    "kept": sum(ingest_report.records.values()) - cluster_report.reclustered}
         with timer.stage("golden"):
-            scored.reuse["golden"] = golden.build_golden(con, config, full=full)
+            scored.reuse["golden"] = golden.build_golden(
+                con, config, full=full, touched="SELECT cluster_id FROM id_touched" if published_basis else None)
 
         zones = dict(con.execute("SELECT decision, count(*) FROM pairs GROUP BY 1").fetchall())
         records_total = sum(ingest_report.records.values())
@@ -687,11 +688,11 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
             "timings_s": timer.timings,
         }
         with timer.stage("outputs"):
-            # The two golden files are written side by side, each from its own sort of the golden
-            # rows (kept unordered; a sort costs less than the writing).
-            pub.copy_query_in_background(con, _golden_query(config), "golden_records.csv")
             # Smaller row groups: DuckDB writes them in parallel (0.51 -> 0.34 s at 120k golden rows).
             pub.copy_query(con, _golden_query(config), "golden_records.parquet", row_group_size=30_000)
+            # The CSV from that file, while the rest is written: reading it back costs less CPU
+            # than reading and sorting the golden rows again (0.74 vs 0.87 s for both at 120k rows).
+            pub.copy_parquet_in_background(con, "golden_records.parquet", "golden_records.csv")
             pub.copy_query(con, "SELECT source, record_id, cluster_id FROM cluster_ids "
                                 "ORDER BY source, record_id", "clusters.csv")
             pub.copy_query(con, identity.history_query(), "id_history.csv")

@@ -160,6 +160,7 @@ def test_incremental_and_full_runs_give_the_same_clusters(project):
     shutil.copytree(project / "out", project / "out_copy", symlinks=True)
     incremental = run(project)
     inc_pairs = _pairs(project)
+    inc_golden = (project / "out" / "golden_records.csv").read_bytes()
     assert 0 < incremental["reuse"]["standardise"]["standardised"] < 10
     # only the part of the link graph the changes reach is clustered again
     assert 0 < incremental["reuse"]["cluster"]["reclustered"] < incremental["records_total"] / 10
@@ -171,6 +172,7 @@ def test_incremental_and_full_runs_give_the_same_clusters(project):
     assert partition(clusters(project)) == partition(inc)
     assert clusters(project) == inc  # the same ids too
     assert _pairs(project) == inc_pairs  # every pair's levels, score and decision
+    assert (project / "out" / "golden_records.csv").read_bytes() == inc_golden
 
 
 def test_a_retrain_killed_while_storing_its_model_leaves_the_old_model_and_frequencies_whole(project):
