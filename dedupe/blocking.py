@@ -206,18 +206,30 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
     new_keys = " UNION ALL ".join(f"SELECT {index} AS rule, rid, key FROM ({_rule_keys_sql(rule, std_columns, changed_std)})"
                                   for index, rule in usable) or "SELECT NULL::INTEGER, NULL::BIGINT, NULL::VARCHAR WHERE false"
     con.execute(f"CREATE OR REPLACE TEMP TABLE _new_keys AS {new_keys}")
-    # Dirty blocks: every block a changed or deleted record left or joined.
+    # Dirty blocks: every block a changed or deleted record left (its old keys go) or joined.
+    con.execute("CREATE OR REPLACE TEMP TABLE _gone_keys AS "
+                "SELECT rule, key FROM blocking_keys SEMI JOIN _touched USING (rid)")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _dirty AS
-        SELECT DISTINCT rule, key FROM (
-            SELECT rule, key FROM _new_keys
-            UNION ALL SELECT rule, key FROM blocking_keys SEMI JOIN _touched USING (rid))""")
-    sizes = """SELECT k.rule, k.key, count(*) AS n FROM blocking_keys k
-               SEMI JOIN _dirty d ON d.rule = k.rule AND d.key = k.key GROUP BY k.rule, k.key"""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _old_sizes AS {sizes}")
+        SELECT DISTINCT rule, key FROM (SELECT rule, key FROM _new_keys UNION ALL SELECT rule, key FROM _gone_keys)""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _old_sizes AS
+        SELECT k.rule, k.key, count(*) AS n FROM blocking_keys k
+        SEMI JOIN _dirty d ON d.rule = k.rule AND d.key = k.key GROUP BY k.rule, k.key""")
+    # The sizes after tonight's edits follow from those before: no second count over every key.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _sizes AS
+        SELECT * FROM (
+            SELECT d.rule, d.key, coalesce(o.n, 0) - coalesce(g.n, 0) + coalesce(a.n, 0) AS n
+            FROM _dirty d
+            LEFT JOIN _old_sizes o ON o.rule = d.rule AND o.key = d.key
+            LEFT JOIN (SELECT rule, key, count(*) AS n FROM _gone_keys GROUP BY rule, key) g
+                   ON g.rule = d.rule AND g.key = d.key
+            LEFT JOIN (SELECT rule, key, count(*) AS n FROM _new_keys GROUP BY rule, key) a
+                   ON a.rule = d.rule AND a.key = d.key)
+        WHERE n > 0""")
     con.execute("DELETE FROM blocking_keys WHERE rid IN (SELECT rid FROM _touched)")
     con.execute("INSERT INTO blocking_keys SELECT * FROM _new_keys")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _sizes AS {sizes}")
     con.execute("DELETE FROM blocking_capped c USING _dirty d WHERE c.rule = d.rule AND c.key = d.key")
     con.execute(f"INSERT INTO blocking_capped SELECT rule, key, n FROM _sizes WHERE n > {cap}")
     # Pairs with a changed record come again from its blocks (all dirty) within the cap.
@@ -268,7 +280,8 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
         INSERT INTO candidates
         SELECT p.rid_l, p.rid_r, min(p.rule) FROM blocking_parts p SEMI JOIN candidate_changes x USING (rid_l, rid_r)
         GROUP BY p.rid_l, p.rid_r""")
-    for t in ("_changed", "_touched", "_new_keys", "_dirty", "_old_sizes", "_sizes", "_flip_pairs", "_new_parts"):
+    for t in ("_changed", "_touched", "_new_keys", "_gone_keys", "_dirty", "_old_sizes", "_sizes", "_flip_pairs",
+              "_new_parts"):
         con.execute(f"DROP TABLE {t}")
 
 
