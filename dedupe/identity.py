@@ -93,8 +93,8 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None 
     # (Incremental, ``cluster_ids`` still holds the published clusters here: the same rows as
     # golden_membership, found by rid.)
     previous = "SELECT * FROM golden_membership" if not changed else """
-        SELECT source, record_id, cluster_id FROM cluster_ids
-        WHERE rid IN (SELECT rid FROM current_members) OR rid NOT IN (SELECT rid FROM std)"""
+        SELECT source, record_id, cluster_id FROM cluster_ids SEMI JOIN current_members USING (rid)
+        UNION ALL SELECT source, record_id, cluster_id FROM cluster_ids ANTI JOIN std USING (rid)"""
     con.execute(f"CREATE OR REPLACE TEMP TABLE previous_members AS {previous}")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE id_overlap AS
