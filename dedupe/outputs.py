@@ -75,7 +75,10 @@ class Publisher:
     def _copy_sql(self, query: str, name: str, row_group_size: int | None = None) -> str:
         target = self.path(name)
         groups = f", ROW_GROUP_SIZE {int(row_group_size)}" if row_group_size else ""
-        fmt = f"(FORMAT parquet, COMPRESSION zstd{groups})" if name.endswith(".parquet") else "(FORMAT csv, HEADER)"
+        # zstd at level 1, not the default 3: 15-20% less CPU for 2-9% larger files (golden records
+        # and pairs at 2 x 100k), written in full every night.
+        fmt = (f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1{groups})" if name.endswith(".parquet")
+               else "(FORMAT csv, HEADER)")
         path = str(target).replace("'", "''")
         return f"COPY ({query}) TO '{path}' {fmt}"
 
