@@ -212,10 +212,13 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _dirty AS
         SELECT DISTINCT rule, key FROM (SELECT rule, key FROM _new_keys UNION ALL SELECT rule, key FROM _gone_keys)""")
+    # The dirty blocks' keys as they are before tonight's edits, read once: the steps below need
+    # only these (a few per cent of all keys), not every key.
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE _old_sizes AS
-        SELECT k.rule, k.key, count(*) AS n FROM blocking_keys k
-        SEMI JOIN _dirty d ON d.rule = k.rule AND d.key = k.key GROUP BY k.rule, k.key""")
+        CREATE OR REPLACE TEMP TABLE _dirty_keys AS
+        SELECT k.* FROM blocking_keys k SEMI JOIN _dirty d ON d.rule = k.rule AND d.key = k.key""")
+    con.execute("CREATE OR REPLACE TEMP TABLE _old_sizes AS "
+                "SELECT rule, key, count(*) AS n FROM _dirty_keys GROUP BY rule, key")
     # The sizes after tonight's edits follow from those before: no second count over every key.
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _sizes AS
@@ -235,12 +238,16 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
     # Pairs with a changed record come again from its blocks (all dirty) within the cap.
     con.execute("DELETE FROM blocking_parts WHERE rid_l IN (SELECT rid FROM _touched) "
                 "OR rid_r IN (SELECT rid FROM _touched)")
+    # A dirty block's members after the edits: its earlier members that stay, and the new keys.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _dirty_members AS
+        SELECT * FROM _dirty_keys ANTI JOIN _touched USING (rid) UNION ALL SELECT * FROM _new_keys""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _new_parts AS
         SELECT DISTINCT least(a.rid, b.rid) AS rid_l, greatest(a.rid, b.rid) AS rid_r, a.rule
         FROM _new_keys a
         JOIN _sizes s ON s.rule = a.rule AND s.key = a.key AND s.n <= {cap}
-        JOIN blocking_keys b ON b.rule = a.rule AND b.key = a.key AND b.rid <> a.rid""")
+        JOIN _dirty_members b ON b.rule = a.rule AND b.key = a.key AND b.rid <> a.rid""")
     con.execute("INSERT INTO blocking_parts SELECT * FROM _new_parts")
     # A block that crossed the cap adds or removes pairs between records that did not change.
     # They were all in it before (their keys are the same), so there are at most cap^2/2 of them.
@@ -251,18 +258,21 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
             LEFT JOIN _old_sizes o ON o.rule = d.rule AND o.key = d.key
             LEFT JOIN _sizes s ON s.rule = d.rule AND s.key = d.key
             WHERE (coalesce(o.n, 0) <= {cap}) <> (coalesce(s.n, 0) <= {cap})),
-        steady AS (SELECT k.* FROM blocking_keys k SEMI JOIN flipped f ON f.rule = k.rule AND f.key = k.key
+        steady AS (SELECT k.* FROM _dirty_members k SEMI JOIN flipped f ON f.rule = k.rule AND f.key = k.key
                    ANTI JOIN _changed c ON c.rid = k.rid)
         SELECT DISTINCT a.rid AS rid_l, b.rid AS rid_r, a.rule
         FROM steady a JOIN steady b ON b.rule = a.rule AND b.key = a.key AND a.rid < b.rid""")
     if con.execute("SELECT count(*) FROM _flip_pairs").fetchall()[0][0]:  # most nights none
         con.execute("""DELETE FROM blocking_parts p USING _flip_pairs f
                        WHERE p.rid_l = f.rid_l AND p.rid_r = f.rid_r AND p.rule = f.rule""")
+        # A pair may share other keys of the rule than the flipped block's: all of theirs count.
         con.execute("""
             INSERT INTO blocking_parts
+            WITH k AS (SELECT * FROM blocking_keys
+                       WHERE rid IN (SELECT rid_l FROM _flip_pairs UNION SELECT rid_r FROM _flip_pairs))
             SELECT DISTINCT f.rid_l, f.rid_r, f.rule FROM _flip_pairs f
-            JOIN blocking_keys a ON a.rule = f.rule AND a.rid = f.rid_l
-            JOIN blocking_keys b ON b.rule = f.rule AND b.rid = f.rid_r AND b.key = a.key
+            JOIN k a ON a.rule = f.rule AND a.rid = f.rid_l
+            JOIN k b ON b.rule = f.rule AND b.rid = f.rid_r AND b.key = a.key
             ANTI JOIN blocking_capped c ON c.rule = a.rule AND c.key = a.key""")
     con.execute("DELETE FROM blocking_records WHERE rid IN (SELECT rid FROM _touched)")
     con.execute("INSERT INTO blocking_records SELECT rid, content_hash FROM std SEMI JOIN _changed USING (rid)")
@@ -280,8 +290,8 @@ def _block_changes(con: duckdb.DuckDBPyConnection, usable: list[tuple[int, tuple
         INSERT INTO candidates
         SELECT p.rid_l, p.rid_r, min(p.rule) FROM blocking_parts p SEMI JOIN candidate_changes x USING (rid_l, rid_r)
         GROUP BY p.rid_l, p.rid_r""")
-    for t in ("_changed", "_touched", "_new_keys", "_gone_keys", "_dirty", "_old_sizes", "_sizes", "_flip_pairs",
-              "_new_parts"):
+    for t in ("_changed", "_touched", "_new_keys", "_gone_keys", "_dirty", "_dirty_keys", "_dirty_members",
+              "_old_sizes", "_sizes", "_flip_pairs", "_new_parts"):
         con.execute(f"DROP TABLE {t}")
 
 
