@@ -47,15 +47,17 @@ class Publisher:
                    row_group_size: int | None = None) -> None:
         con.execute(self._copy_sql(query, name, row_group_size))
 
-    def copy_query_in_background(self, con: duckdb.DuckDBPyConnection, query: str, name: str) -> None:
+    def copy_query_in_background(self, con: duckdb.DuckDBPyConnection, query: str,
+                                 name: str) -> threading.Thread:
         """``copy_query`` on a cursor of its own, in a thread: DuckDB writes the file while the
         caller's connection goes on with other statements. The query may only read persistent
         tables (a cursor does not see the caller's TEMP tables) that the caller no longer changes.
         ``wait()``, ``publish()`` and ``discard()`` wait for it; ``wait()`` and ``publish()`` raise
-        its error."""
+        its error. Returns the thread (``join()`` waits for this file alone)."""
         job = _BackgroundCopy(con.cursor(), self._copy_sql(query, name))
         self._background.append(job)
         job.start()
+        return job
 
     def copy_parquet_in_background(self, con: duckdb.DuckDBPyConnection, source: str, name: str) -> None:
         """``name`` (in its own format) from the Parquet file ``source`` this run already staged:

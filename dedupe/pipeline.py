@@ -622,11 +622,12 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
         judge_report: JudgeReport = run_judge(con, "review_pairs", config.judge, log=log)
         verdicts, scored.reuse["decisions_changed"] = _apply_verdicts(con)
     pub = Publisher(config.output_dir, generation, owner=owner)
+    checkpoint = None
     try:
         # The pairs are final once the verdicts are in: DuckDB writes pairs.parquet on a cursor of
         # its own (its writer runs mostly on one thread) while clustering and golden records run;
         # neither changes ``pairs`` or ``std``.
-        pub.copy_query_in_background(con, _pairs_query(comparisons), "pairs.parquet")
+        pairs_job = pub.copy_query_in_background(con, _pairs_query(comparisons), "pairs.parquet")
         with timer.stage("cluster"), state.transaction(con):
             # One transaction: the links and the clusters made from them are the next night's
             # basis, so they change together or not at all.
@@ -690,6 +691,9 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
             "model": {"prior": params.prior, "em_iterations": params.em_iterations},
             "timings_s": timer.timings,
         }
+        # Every table of the night is written: checkpoint them while the files are. Not before
+        # pairs.parquet is done, whose read began before clustering committed (DuckDB would refuse).
+        checkpoint = state.BackgroundCheckpoint(con, after=pairs_job.join)
         with timer.stage("outputs"):
             # The crosswalk on a cursor of its own: DuckDB reads the golden rows on one thread
             # (they fit in one row group), which leaves the other core free meanwhile.
@@ -709,6 +713,9 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
     except BaseException:
         pub.discard()
         raise
+    finally:
+        if checkpoint is not None:  # its cursor must be closed before the connection is
+            checkpoint.join()
     state.crash_point("published")
     # Published: now make it the state's truth, in one transaction. A crash before this line
     # leaves the registry as it was, and the rerun publishes the same generation again.

@@ -199,9 +199,12 @@ def _pairs(project):
     return duckdb.connect().execute(f"SELECT * FROM '{project / 'out' / 'pairs.parquet'}' ORDER BY ALL").fetchall()
 
 
-@pytest.mark.parametrize("stage", ["standardise", "block", "compare", "cluster", "golden", "published"])
+@pytest.mark.parametrize("stage", ["standardise", "block", "compare", "cluster", "golden", "checkpointed",
+                                   "published"])
 def test_a_run_killed_at_any_stage_then_rerun_gives_the_uninterrupted_outputs(tmp_path, stage):
-    # "cluster" and "golden" kill the run while pairs.parquet is being written in the background.
+    # "cluster" and "golden" kill the run while pairs.parquet is being written in the background;
+    # "checkpointed" once the background checkpoint has put the night's tables in the state file,
+    # while the outputs are still being written and before the run is recorded as done.
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     for d in ("a", "b"):
