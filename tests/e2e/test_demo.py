@@ -124,6 +124,7 @@ def test_judge_sends_exactly_the_review_pairs_applies_verdicts_and_never_pays_tw
         f"SELECT source_l, record_id_l, source_r, record_id_r, match_probability FROM '{out / 'pairs.parquet'}' "
         "WHERE decision = 'review'").fetchall()
     assert before, "the demo must have a review band for this test to mean anything"
+    assert _zones_published(out) == json.loads((out / "run_report.json").read_text())["zones"]
     f1_before = json.loads(_dedupe("evaluate", str(config), "--truth", str(DEMO / "truth.csv"),
                                    "--json").stdout.split("\nwritten:")[0])["model_and_judge"]["all"]["f1"]
 
@@ -145,6 +146,7 @@ def test_judge_sends_exactly_the_review_pairs_applies_verdicts_and_never_pays_tw
         assert judged == {b[:4] for b in before}  # exactly the review band was judged...
         assert {p[6] for p in pairs} == sent  # ...by exactly the requests the server received
         assert all(p[4] == ("match" if p[7] else "non_match") for p in pairs)
+        assert _zones_published(out) == report["zones"] != report["zones_before_judge"]
 
         calls_before = len(fake.calls)
         second = _dedupe("run", str(config), env=env)
@@ -157,6 +159,13 @@ def test_judge_sends_exactly_the_review_pairs_applies_verdicts_and_never_pays_tw
     evaluation = _dedupe("evaluate", str(config), "--truth", str(DEMO / "truth.csv"), "--json")
     after = json.loads(evaluation.stdout.split("\nwritten:")[0])["model_and_judge"]["all"]
     assert after["f1"] > f1_before  # a correct judge on the review band improves the clusters
+
+
+def _zones_published(out: Path) -> dict[str, int]:
+    """Pairs per decision in pairs.parquet: what the run report's (and summary's) zones must say."""
+    counted = dict(duckdb.connect().execute(
+        f"SELECT decision, count(*) FROM '{out / 'pairs.parquet'}' GROUP BY 1").fetchall())
+    return {k: counted.get(k, 0) for k in ("match", "review", "non_match")}
 
 
 def test_a_run_waiting_on_its_batch_exits_75_and_the_next_run_resumes_it(tmp_path):
