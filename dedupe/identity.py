@@ -35,6 +35,7 @@ import hashlib
 import duckdb
 
 from dedupe.columns import registered
+from dedupe.state import get_meta, set_meta
 
 # No PRIMARY KEYs: DuckDB maintains an ART index per key, and rewriting 10^5-10^6 membership rows
 # each night through one cost seconds at commit. Uniqueness holds by construction (ids are checked
@@ -47,6 +48,20 @@ CREATE TABLE IF NOT EXISTS golden_membership (
 CREATE TABLE IF NOT EXISTS id_history (
     generation INTEGER, cluster_id VARCHAR, event VARCHAR, other_id VARCHAR);
 """
+
+
+# ``id_history`` is stored in the order of its output: a run appends its events sorted, after every
+# earlier generation's, and DuckDB keeps a table's insertion order through SELECT, WHERE, UNION ALL
+# and COPY (its documented order preservation). So the nightly id_history.csv is written without
+# sorting a history that only grows (0.05 s at 122k events, growing every night).
+HISTORY_ORDER = "generation, event, cluster_id"
+
+
+def _keep_history_sorted(con: duckdb.DuckDBPyConnection) -> None:
+    """Sort a history stored before it was kept in order, once."""
+    if get_meta(con, "id_history_order") != HISTORY_ORDER:
+        con.execute(f"CREATE OR REPLACE TABLE id_history AS SELECT * FROM id_history ORDER BY {HISTORY_ORDER}")
+        set_meta(con, "id_history_order", HISTORY_ORDER)
 
 
 def _new_id(anchor: str, attempt: int) -> str:
@@ -84,6 +99,7 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None 
     ``changed``, the temp table ``id_touched`` lists the clusters (ids before and after) those
     records left or joined."""
     con.execute(SCHEMA)
+    _keep_history_sorted(con)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE current_members AS
         SELECT c.cluster_key, c.flags, s.rid, s.source, s.record_id, s.content_hash
@@ -169,7 +185,8 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None 
         UNION ALL
         -- previous ids none of whose members remain
         SELECT {generation}, v.cluster_id, 'retired', NULL
-        FROM (SELECT DISTINCT cluster_id FROM previous_members) v ANTI JOIN id_overlap o USING (cluster_id)""")
+        FROM (SELECT DISTINCT cluster_id FROM previous_members) v ANTI JOIN id_overlap o USING (cluster_id)
+        ORDER BY {HISTORY_ORDER}""")
     counts = dict(con.execute("SELECT event, count(*) FROM id_events GROUP BY 1").fetchall())
     counts["kept"] = con.execute(
         "SELECT count(DISTINCT cluster_id) FROM cluster_ids ANTI JOIN id_new USING (cluster_id)").fetchall()[0][0]
@@ -179,10 +196,11 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None 
 
 
 def history_query() -> str:
-    """The full id history after this run's events (for the ``id_history`` output)."""
-    return ("SELECT generation, cluster_id, event, other_id FROM ("
-            "SELECT * FROM id_history UNION ALL SELECT * FROM id_events) "
-            "ORDER BY generation, event, cluster_id")
+    """The full id history after this run's events (for the ``id_history`` output), in
+    ``HISTORY_ORDER`` without a sort: both tables are stored in it, and this run's generation comes
+    after every stored one."""
+    return ("SELECT generation, cluster_id, event, other_id FROM id_history "
+            "UNION ALL SELECT generation, cluster_id, event, other_id FROM id_events")
 
 
 def commit(con: duckdb.DuckDBPyConnection, generation: int) -> None:
@@ -192,7 +210,7 @@ def commit(con: duckdb.DuckDBPyConnection, generation: int) -> None:
     con.execute(f"""UPDATE golden_ids SET retired_generation = {generation}
                     WHERE cluster_id IN (SELECT cluster_id FROM id_events
                                          WHERE event IN ('merged_into', 'retired'))""")
-    con.execute("INSERT INTO id_history SELECT * FROM id_events")
+    con.execute("INSERT INTO id_history SELECT * FROM id_events")  # appended in order (HISTORY_ORDER)
     if con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'id_scope'").fetchall()[0][0]:
         con.execute("""DELETE FROM golden_membership g USING id_scope s
                        WHERE g.source = s.source AND g.record_id = s.record_id""")

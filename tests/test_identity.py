@@ -5,14 +5,16 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from dedupe import identity
+from dedupe import identity, state
 
 
 @pytest.fixture
 def nights():
     """nights(clusters) publishes one night's clusters (lists of record numbers) and returns
-    ({frozenset(records): cluster_id}, [(cluster_id, event, other_id), ...])."""
+    ({frozenset(records): cluster_id}, [(cluster_id, event, other_id), ...]). ``nights.history``
+    is the id_history output that night published; ``nights.con`` the state."""
     con = duckdb.connect()
+    state.ensure_schema(con)
     generation = 0
 
     def publish(clusters: list[list[int]]):
@@ -26,10 +28,35 @@ def nights():
         identity.assign(con, generation)
         ids = con.execute("SELECT list(rid ORDER BY rid), cluster_id FROM cluster_ids GROUP BY cluster_id").fetchall()
         events = con.execute("SELECT cluster_id, event, other_id FROM id_events ORDER BY ALL").fetchall()
+        publish.history = con.execute(identity.history_query()).fetchall()
         identity.commit(con, generation)
         return {frozenset(members): cid for members, cid in ids}, events
 
+    publish.con = con
     return publish
+
+
+def _in_output_order(history: list[tuple]) -> bool:
+    return history == sorted(history, key=lambda h: (h[0], h[2], h[1]))  # generation, event, id
+
+
+def test_the_id_history_output_lists_every_event_by_generation_then_event_then_id(nights):
+    nights([[1, 2, 3], [4, 5, 6], [7]])
+    nights([[1], [2, 3], [4, 5, 6, 7], [8]])  # a split, a merge, a new person
+    nights([[1, 2, 3], [4, 5], [6], [9]])  # merged back, split, 7 and 8 gone, new
+    history = nights.history
+    assert {h[2] for h in history} == {"created", "merged_into", "split_from", "retired"}
+    assert {h[0] for h in history} == {1, 2, 3} and _in_output_order(history)
+
+
+def test_a_history_stored_out_of_order_by_older_code_is_put_in_order_once(nights):
+    nights([[1, 2], [3]])
+    nights([[1], [2, 3], [4]])
+    con = nights.con
+    con.execute("CREATE OR REPLACE TABLE id_history AS SELECT * FROM id_history ORDER BY cluster_id DESC, event DESC")
+    con.execute("DELETE FROM meta WHERE key = 'id_history_order'")
+    nights([[1, 2, 3, 4], [5]])
+    assert len(nights.history) > 4 and _in_output_order(nights.history)
 
 
 def test_a_record_moving_between_two_equal_clusters_leaves_both_ids_with_their_people(nights):
