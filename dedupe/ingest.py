@@ -269,22 +269,23 @@ def _jsonl_line(source: Source, row: int) -> int | None:
 
 def _check_ids(con: duckdb.DuckDBPyConnection, source: Source, view: str, record_id: str) -> None:
     # Row numbers in messages count data rows from 1 (the header is not a row), plus the file line.
-    empty = con.execute(f"SELECT __row FROM {view} WHERE nullif({record_id}, '') "
-                        f"IS NULL ORDER BY __row LIMIT 1").fetchall()
-    if empty:
-        row = empty[0][0]
+    # One pass finds both problems: the empty ids form the NULL group, reported first.
+    problem = con.execute(f"""
+        SELECT id, count(*) AS n, list(__row ORDER BY __row)[1:3] AS rows
+        FROM (SELECT nullif({record_id}, '') AS id, __row FROM {view})
+        GROUP BY id HAVING id IS NULL OR count(*) > 1
+        ORDER BY id IS NOT NULL, min(__row) LIMIT 1""").fetchall()
+    if not problem:
+        return
+    id_, n, rows = problem[0]
+    if id_ is None:
+        row = rows[0]
         line = (_csv_line(source, row) if source.format == "csv"
                 else _jsonl_line(source, row) if source.format == "jsonl" else None)
         where = f"row {row} (line {line})" if line else f"row {row}"
         raise InputError(f"{source.path}: {where} has an empty id in column '{source.id_column}'")
-    dup = con.execute(f"""
-        SELECT {record_id} AS id, count(*) AS n, list(__row ORDER BY __row)[1:3] AS rows
-        FROM {view} GROUP BY 1 HAVING count(*) > 1 ORDER BY min(__row) LIMIT 1""").fetchall()
-    if dup:
-        dup = dup[0]
-        rows = ", ".join(str(r) for r in dup[2])
-        raise InputError(f"{source.path}: id '{dup[0]}' in column '{source.id_column}' appears "
-                         f"{dup[1]} times (rows {rows})")
+    raise InputError(f"{source.path}: id '{id_}' in column '{source.id_column}' appears "
+                     f"{n} times (rows {', '.join(str(r) for r in rows)})")
 
 
 def _field_expr(source: Source, fname: str) -> str:

@@ -259,6 +259,21 @@ def test_empty_id_names_the_row_and_line(input_error, write_csv, tmp_path, empty
     assert message == f"{tmp_path / 'a.csv'}: row 2 (line 3) has an empty id in column 'id'"
 
 
+def test_an_empty_id_is_reported_before_duplicates_found_earlier_in_the_file(input_error, write_csv, tmp_path):
+    # Ids "1", "1", "", "2", "2": the empty id is the first thing to fix, whatever comes before it.
+    write_csv(tmp_path / "a.csv", ["id", "email"],
+              [["1", "a@x.org"], ["1", "b@x.org"], ["", "c@x.org"], ["2", "d@x.org"], ["2", "e@x.org"]])
+    message = input_error([{"name": "a", "path": "a.csv", "id": "id", "columns": {"email": "email"}}])
+    assert message == f"{tmp_path / 'a.csv'}: row 3 (line 4) has an empty id in column 'id'"
+
+
+def test_the_first_duplicated_id_in_file_order_is_the_one_reported(input_error, write_csv, tmp_path):
+    ids = [f"K{(n * 37) % 301}" for n in range(1, 301)]  # 300 ids, each twice, in a scrambled order
+    write_csv(tmp_path / "a.csv", ["id", "email"], [[i, f"{i}@x.org"] for i in ids + ids[::-1]])
+    message = input_error([{"name": "a", "path": "a.csv", "id": "id", "columns": {"email": "email"}}])
+    assert message == f"{tmp_path / 'a.csv'}: id '{ids[0]}' in column 'id' appears 2 times (rows 1, 600)"
+
+
 def test_empty_id_names_the_line_the_record_starts_on_after_multiline_values_and_blank_lines(input_error, tmp_path):
     # Record 1 spans lines 2-3 inside quotes and line 4 is blank: row 2 starts on line 5, not 3.
     (tmp_path / "a.csv").write_text('id,email\n1,"a\nb@x.org"\n\n,c@x.org\n', encoding="utf-8")
