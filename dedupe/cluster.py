@@ -326,9 +326,8 @@ def _cluster_nodes(con: duckdb.DuckDBPyConnection, links: str, nodes: str, ident
             rows += [(rid, root, flag) for rid, root in roots.items()]
         # One hand-over: executemany costs a statement per row.
         columns = {"rid": [r[0] for r in rows], "component": [r[1] for r in rows], "flag": [r[2] for r in rows]}
-        with registered(con, "resplit_new", columns):
-            con.execute("INSERT INTO resplit SELECT CAST(rid AS BIGINT), CAST(component AS BIGINT), "
-                        "CAST(flag AS VARCHAR) FROM resplit_new")
+        with registered(con, "resplit_new", columns, {"rid": "BIGINT", "component": "BIGINT", "flag": "VARCHAR"}):
+            con.execute("INSERT INTO resplit SELECT * FROM resplit_new")
 
     con.execute("""
         CREATE OR REPLACE TEMP TABLE clusters AS

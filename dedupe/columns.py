@@ -4,7 +4,8 @@ pyarrow imports pandas the first time it converts Python objects or NumPy arrays
 ``pa.table``), to check whether it was given a pandas object: about 0.3 s of CPU on every run, a
 tenth of a small nightly run's work. dedupe never uses pandas, so it hands columns to DuckDB as
 NumPy arrays instead, which DuckDB scans directly: object arrays for text, lists and anything
-with NULLs. Callers CAST each column in SQL, so an empty or all-NULL column still gets its type.
+with NULLs. ``registered(..., types=...)`` casts each column, so an empty or all-NULL column still
+gets its type.
 """
 
 from __future__ import annotations
@@ -25,14 +26,31 @@ def as_array(values: Sequence | np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def registered(con: duckdb.DuckDBPyConnection, name: str,
-               columns: dict[str, Sequence | np.ndarray]) -> Iterator[str]:
-    """Make ``columns`` (all of one length) queryable as the view ``name`` while the block runs."""
-    con.register(name, {column: as_array(values) for column, values in columns.items()})
+def registered(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, Sequence | np.ndarray],
+               types: dict[str, str] | None = None) -> Iterator[str]:
+    """Make ``columns`` (all of one length) queryable as the view ``name`` while the block runs.
+
+    With ``types`` (column -> SQL type, for every column), the view casts each column to its type,
+    so an empty or all-NULL column still has it."""
+    arrays = {column: as_array(values) for column, values in columns.items()}
+    if types is None:
+        con.register(name, arrays)
+        try:
+            yield name
+        finally:
+            con.unregister(name)
+        return
+    raw = f"{name}__values"
+    con.register(raw, arrays)
     try:
-        yield name
+        casts = ", ".join(f"CAST({column} AS {types[column]}) AS {column}" for column in columns)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {casts} FROM {raw}")
+        try:
+            yield name
+        finally:
+            con.execute(f"DROP VIEW IF EXISTS {name}")
     finally:
-        con.unregister(name)
+        con.unregister(raw)
 
 
 __all__ = ["as_array", "registered"]

@@ -146,8 +146,9 @@ def assign(con: duckdb.DuckDBPyConnection, generation: int, changed: str | None 
         ORDER BY n.cluster_key""").fetchall()
     if collisions:  # a retired id's anchor anchors a cluster again (a split): never reuse an id
         fresh = _fresh_ids(con, collisions)
-        with registered(con, "id_fresh", {"cluster_key": list(fresh), "cluster_id": list(fresh.values())}):
-            con.execute("""UPDATE id_new n SET cluster_id = CAST(f.cluster_id AS VARCHAR) FROM id_fresh f
+        with registered(con, "id_fresh", {"cluster_key": list(fresh), "cluster_id": list(fresh.values())},
+                        {"cluster_key": "BIGINT", "cluster_id": "VARCHAR"}):
+            con.execute("""UPDATE id_new n SET cluster_id = f.cluster_id FROM id_fresh f
                            WHERE n.cluster_key = f.cluster_key""")
     assigned = """
         SELECT m.rid, m.source, m.record_id, coalesce(k.cluster_id, n.cluster_id) AS cluster_id, m.flags,

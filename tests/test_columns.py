@@ -45,6 +45,20 @@ def test_empty_and_all_null_columns_still_take_their_type():
     assert con.execute("SELECT count(*), count(a) FROM n").fetchall() == [(2, 0)]
 
 
+def test_registered_with_types_casts_every_column_even_empty_or_all_null_ones():
+    con = duckdb.connect()
+    types = {"a": "VARCHAR", "b": "BIGINT", "c": "VARCHAR[]"}
+    with registered(con, "t", {"a": [], "b": [], "c": []}, types):
+        con.execute("CREATE TABLE e AS SELECT * FROM t")
+    with registered(con, "t", {"a": [None, "x"], "b": [None, None], "c": [None, ["y"]]}, types):
+        con.execute("CREATE TABLE n AS SELECT * FROM t")
+    assert con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                       "WHERE table_name IN ('e', 'n') ORDER BY table_name, ordinal_position").fetchall() == [
+        (t, c, ty) for t in ("e", "n") for c, ty in types.items()]
+    assert con.execute("SELECT * FROM n").fetchall() == [(None, None, None), ("x", None, ["y"])]
+    assert not con.execute("SELECT * FROM duckdb_views() WHERE NOT internal AND view_name IN ('t', 't__values')").fetchall()  # gone afterwards
+
+
 def test_a_run_with_the_judge_never_imports_pandas(tmp_path):
     # pyarrow imports pandas (~0.3 s of CPU) on its first conversion from Python objects; every
     # hand-over to DuckDB avoids it. A whole run, judge and all, must not pay for it.

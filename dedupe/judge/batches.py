@@ -305,12 +305,12 @@ class Session:
             "request_bytes": [t.request_bytes for t in part],
         }
         # Journal first: if we die during create, the next run finds this row.
-        with registered(self.con, "judge_submit_new", columns):
+        types = {"custom_id": "VARCHAR", "cache_key": "VARCHAR", "user_text": "VARCHAR", "request_bytes": "BIGINT"}
+        with registered(self.con, "judge_submit_new", columns, types):
             with transaction(self.con):
                 self.con.execute(
                     """INSERT INTO judge_requests
-                       SELECT CAST(custom_id AS VARCHAR), CAST(cache_key AS VARCHAR), $model, $pv,
-                              CAST(user_text AS VARCHAR), CAST(request_bytes AS BIGINT), $now
+                       SELECT custom_id, cache_key, $model, $pv, user_text, request_bytes, $now
                        FROM judge_submit_new ON CONFLICT DO NOTHING""",
                     {"model": s.model, "pv": s.prompt_version, "now": started},
                 )
@@ -609,16 +609,12 @@ class Session:
         return row
 
     def _store(self, local_id: str, batch_id: str, role: str, rows: list[dict]) -> None:
-        names = ["custom_id", "outcome", "error_type", "detail", "same_person", "confidence", "reason",
-                 "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-                 "cost_usd"]
-        types = ["VARCHAR"] * 4 + ["BOOLEAN", "DOUBLE", "VARCHAR"] + ["BIGINT"] * 4 + ["DOUBLE"]
+        types = {"custom_id": "VARCHAR", "outcome": "VARCHAR", "error_type": "VARCHAR", "detail": "VARCHAR",
+                 "same_person": "BOOLEAN", "confidence": "DOUBLE", "reason": "VARCHAR",
+                 "input_tokens": "BIGINT", "output_tokens": "BIGINT", "cache_creation_input_tokens": "BIGINT",
+                 "cache_read_input_tokens": "BIGINT", "cost_usd": "DOUBLE"}
         leftover = "superseded" if role == "duplicate" else "missing"
-        with registered(self.con, "judge_results_new", {n: [r[n] for r in rows] for n in names}):
-            self.con.execute("CREATE OR REPLACE TEMP TABLE judge_results_typed AS SELECT "
-                             + ", ".join(f"CAST({n} AS {t}) AS {n}" for n, t in zip(names, types))
-                             + " FROM judge_results_new")
-        try:
+        with registered(self.con, "judge_results_new", {n: [r[n] for r in rows] for n in types}, types):
             with transaction(self.con):
                 self.con.execute(
                     """UPDATE judge_batch_items i SET outcome = r.outcome, error_type = r.error_type,
@@ -626,7 +622,7 @@ class Session:
                            cache_creation_input_tokens = r.cache_creation_input_tokens,
                            cache_read_input_tokens = r.cache_read_input_tokens, cost_usd = r.cost_usd,
                            resolved_at = now()::TIMESTAMP
-                       FROM judge_results_typed r
+                       FROM judge_results_new r
                        WHERE i.local_id = $lid AND i.custom_id = r.custom_id AND i.outcome IS NULL""",
                     {"lid": local_id},
                 )
@@ -634,7 +630,7 @@ class Session:
                     """CREATE OR REPLACE TEMP TABLE judge_new_verdicts AS
                        SELECT q.cache_key, q.model, q.prompt_version, r.same_person, r.confidence,
                               r.reason, $bid AS batch_id, r.custom_id
-                       FROM judge_results_typed r
+                       FROM judge_results_new r
                        JOIN judge_requests q USING (custom_id)
                        WHERE r.outcome = 'succeeded' AND r.custom_id IN
                              (SELECT custom_id FROM judge_batch_items WHERE local_id = $lid)""",
@@ -651,8 +647,6 @@ class Session:
                     "WHERE local_id = $lid",
                     {"lid": local_id},
                 )
-        finally:
-            self.con.execute("DROP TABLE IF EXISTS judge_results_typed")
         self.con.execute("DROP TABLE IF EXISTS judge_new_verdicts")
 
 

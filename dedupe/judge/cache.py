@@ -106,11 +106,10 @@ def build_plan(con: duckdb.DuckDBPyConnection, review_table: str, settings: Judg
         columns["cache_key"].append(ids.cache_key(text))
         columns["custom_id"].append(ids.custom_id(text))
         columns["request_bytes"].append(ids.request_bytes(text))
-    with registered(con, "judge_plan_new", columns):
-        con.execute("""INSERT INTO judge_plan_memo
-                       SELECT CAST(input_key AS VARCHAR), CAST(user_text AS VARCHAR), CAST(cache_key AS VARCHAR),
-                              CAST(custom_id AS VARCHAR), CAST(request_bytes AS BIGINT)
-                       FROM judge_plan_new""")
+    types = {"input_key": "VARCHAR", "user_text": "VARCHAR", "cache_key": "VARCHAR", "custom_id": "VARCHAR",
+             "request_bytes": "BIGINT"}
+    with registered(con, "judge_plan_new", columns, types):
+        con.execute("INSERT INTO judge_plan_memo SELECT * FROM judge_plan_new")
     # Forget inputs no longer asked (and those of other settings): the memo stays one night's band.
     con.execute("DELETE FROM judge_plan_memo WHERE input_key NOT IN (SELECT input_key FROM judge_inputs)")
     con.execute("""

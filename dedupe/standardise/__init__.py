@@ -52,11 +52,10 @@ def _map_distinct(con: duckdb.DuckDBPyConnection, table: str, source_sql: str, i
     # dedupe.columns) and line up with them row by row.
     con.register("_distinct", distinct)
     try:
-        with registered(con, "_mapped", dict(zip(outputs, out_columns))):
+        with registered(con, "_mapped", dict(zip(outputs, out_columns)), outputs):
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {table} AS
-                SELECT {', '.join(f'd.{name} AS in_{name}' for name in inputs)},
-                       {', '.join(f'CAST(m.{name} AS {sql_type}) AS {name}' for name, sql_type in outputs.items())}
+                SELECT {', '.join(f'd.{name} AS in_{name}' for name in inputs)}, m.*
                 FROM _distinct d POSITIONAL JOIN _mapped m""")
     finally:
         con.unregister("_distinct")
