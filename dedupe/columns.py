@@ -33,16 +33,13 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, Seq
     With ``types`` (column -> SQL type, for every column), the view casts each column to its type,
     so an empty or all-NULL column still has it."""
     arrays = {column: as_array(values) for column, values in columns.items()}
-    if types is None:
-        con.register(name, arrays)
-        try:
-            yield name
-        finally:
-            con.unregister(name)
-        return
-    raw = f"{name}__values"
+    # Typed, the arrays sit under another name and ``name`` is a view that casts them.
+    raw = name if types is None else f"{name}__values"
     con.register(raw, arrays)
     try:
+        if types is None:
+            yield name
+            return
         casts = ", ".join(f"CAST({column} AS {types[column]}) AS {column}" for column in columns)
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {casts} FROM {raw}")
         try:
