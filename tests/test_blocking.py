@@ -1,4 +1,9 @@
+import random
+
+import duckdb
+
 from dedupe.blocking import block
+from dedupe.state import ensure_schema, get_meta, set_meta
 from tests.pipeline_helpers import contacts_config, rid, standardised
 
 
@@ -61,14 +66,12 @@ def test_rules_on_fields_no_source_maps_are_skipped(tmp_path):
     assert report.skipped_rules == ["field:nosuch"]
 
 
-def _random_std(con, rng, rids, version):
+def _random_std(con, rids, version):
     """A std table over ``rids`` whose blocking values come from small pools, so blocks are full
     and often cross the cap; ``version`` maps rid -> content version (a new one changes values)."""
-    import duckdb  # noqa: F401
-
     rows = []
     for r in sorted(rids):
-        pick = __import__("random").Random(f"{r}:{version[r]}")
+        pick = random.Random(f"{r}:{version[r]}")
         rows.append((r, f"h{version[r]}", pick.choice(["a@x.com", "b@x.com", "c@x.com", None]),
                      pick.choice(["+1", "+2", "+3", None]), pick.choice(["smith", "jones", "ng"]),
                      pick.choice(["j", "m"]), pick.sample(["john", "jack", "mary"], k=pick.randint(1, 2))))
@@ -78,12 +81,6 @@ def _random_std(con, rng, rids, version):
 
 
 def test_incremental_blocking_equals_a_full_blocking_night_after_night():
-    import random
-
-    import duckdb
-
-    from dedupe.state import ensure_schema
-
     rules = (("email_key",), ("phone",), ("last_name", "first_initial"), ("first_family",))
     for seed in range(12):
         rng = random.Random(seed)
@@ -92,7 +89,7 @@ def test_incremental_blocking_equals_a_full_blocking_night_after_night():
         version = {r: 0 for r in range(1, 60)}
         for con in (nightly, rebuilt):
             ensure_schema(con)
-            _random_std(con, rng, rids, version)
+            _random_std(con, rids, version)
         block(nightly, rules, max_block_size=6)
         for night in range(5):
             for r in rng.sample(sorted(rids), k=rng.choice([0, 1, 2, 3])):
@@ -101,7 +98,7 @@ def test_incremental_blocking_equals_a_full_blocking_night_after_night():
             born = set(rng.sample(range(31, 60), k=rng.choice([0, 1, 3]))) - rids
             rids = (rids - gone) | born
             for con in (nightly, rebuilt):
-                _random_std(con, rng, rids, version)
+                _random_std(con, rids, version)
             incremental = block(nightly, rules, max_block_size=6, full=False)
             full = block(rebuilt, rules, max_block_size=6, full=True)
             got, want = (c.execute("SELECT * FROM candidates ORDER BY ALL").fetchall() for c in (nightly, rebuilt))
@@ -114,13 +111,9 @@ def test_a_state_last_blocked_by_older_code_is_blocked_afresh():
     # A rolled-back deploy: code from before ``candidates`` was kept blocks one night (patching
     # the parts, not ``candidates``, and writing its own signature); the next night must not
     # patch a stale ``candidates`` table.
-    import duckdb
-
-    from dedupe.state import ensure_schema, get_meta, set_meta
-
     con = duckdb.connect()
     ensure_schema(con)
-    _random_std(con, None, set(range(1, 20)), {r: 0 for r in range(1, 20)})
+    _random_std(con, set(range(1, 20)), {r: 0 for r in range(1, 20)})
     rules = (("email_key",), ("phone",))
     block(con, rules, max_block_size=6)
     set_meta(con, "blocking_signature", repr((rules, 6, get_meta(con, "standardise_signature"))))
