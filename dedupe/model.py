@@ -26,21 +26,29 @@ there are too few), the prior by EM, and term-frequency adjustment of exact matc
   counted when the model is trained and kept with it (``freeze_term_frequencies``), so an
   unchanged pair keeps its score from night to night.
 
+* **Across nights** (``stored_or_trained``, ``score_pairs``): the model is trained once (first
+  night, new comparisons or settings, new standardisation rules, ``--retrain``) and stored in the
+  state with its term frequencies; a pair's score is kept until the model or the frequencies
+  change, so a night scores only the pairs it compared again.
+
 Everything is deterministic: the u sample comes from a seeded generator, EM starts from fixed values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import uuid
 from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
 
 from dedupe.columns import registered
-from dedupe.compare import Comparison, compare
-from dedupe.config import ModelSettings
+from dedupe import state
+from dedupe.compare import Comparison, compare, signature as comparison_signature
+from dedupe.config import Config, ModelSettings
 from dedupe.state import has_table
 
 MAX_TF_BOOST = 10.0  # the exact level's Bayes factor may grow at most 10x for a rare value
@@ -294,5 +302,75 @@ def score_sql(comparisons: list[Comparison], params: ModelParams, levels_table: 
               FROM {levels_table} c {' '.join(joins)} WHERE {where})"""
 
 
+# --------------------------------------------------------------------------------------------
+# across nights: the model is trained once, stored in the state and reused, and so are the scores
+
+
+def stored_or_trained(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[Comparison],
+                      retrain: bool = False) -> tuple[ModelParams, bool]:
+    """The stored model if it was trained for these comparisons and settings, else a new one.
+
+    The model is trained once (first night, config change, new standardisation rules, or
+    ``--retrain``) and then reused, so that a night's scores do not move because the training
+    sample did, and an incremental run and a ``--full`` rebuild score every pair identically.
+    """
+    # New standardisation rules change what the levels see, so they retrain too.
+    signature = "|".join([comparison_signature(comparisons), repr(config.model), repr(config.cluster.identifiers),
+                          state.get_meta(con, "standardise_signature") or ""])
+    stored = state.get_meta(con, "model_params")
+    if stored and not retrain and state.get_meta(con, "model_signature") == signature:
+        if not frozen_term_frequencies(con, comparisons, config.model.tf_adjustment):
+            # a model stored by code that counted them every night: count them once, now
+            recount_term_frequencies(con, config, comparisons)
+        return ModelParams.from_state(stored), False
+    params = train(con, comparisons, "comparisons", config.model, identifiers=config.cluster.identifiers)
+    # One transaction: a kill must leave the old model with its term frequencies or the new with its.
+    recount_term_frequencies(con, config, comparisons, params, signature)
+    return params, True
+
+
+def recount_term_frequencies(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[Comparison],
+                             params: ModelParams | None = None, signature: str | None = None) -> None:
+    """Count the term frequencies (and store a newly trained model) in one transaction. Every count
+    gets a new ``term_frequencies_id``, part of the scores' signature: scores made with other
+    frequencies are never kept (a retrain can give the same weights but new frequencies)."""
+    with state.transaction(con):
+        freeze_term_frequencies(con, comparisons, config.model.tf_adjustment)
+        state.crash_point("term_frequencies")
+        state.set_meta(con, "term_frequencies_id", uuid.uuid4().hex)
+        if params is not None:
+            state.set_meta(con, "model_params", params.to_state())
+            state.set_meta(con, "model_signature", signature)
+
+
+def score_pairs(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[Comparison],
+                params: ModelParams) -> dict[str, int]:
+    """Scores for the stored pairs that have none (new since last night), or for every pair when
+    the model changed; return how many were scored and kept."""
+    signature = hashlib.sha256((params.to_state() + repr(config.model.tf_adjustment)
+                                + (state.get_meta(con, "term_frequencies_id") or "")).encode()).hexdigest()[:16]
+    total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
+    if (state.column_type(con, "comparisons", "match_probability")
+            and state.get_meta(con, "scores_signature") == signature):
+        todo = con.execute("SELECT count(*) FROM comparisons WHERE match_probability IS NULL").fetchall()[0][0]
+        if todo < total // 2:
+            scores = score_sql(comparisons, params, "comparisons", config.model.tf_adjustment,
+                               where="c.match_probability IS NULL")
+            con.execute(f"""
+                UPDATE comparisons c SET match_weight = s.match_weight, match_probability = s.match_probability
+                FROM ({scores}) s WHERE c.rid_l = s.rid_l AND c.rid_r = s.rid_r""")
+            return {"scored": todo, "kept": total - todo}
+    levels = ", ".join(f"c.{name}" for name in ["rid_l", "rid_r", "key_l", "key_r"] + [k.name for k in comparisons])
+    scores = score_sql(comparisons, params, "comparisons", config.model.tf_adjustment)
+    with state.transaction(con):
+        con.execute(f"""
+            CREATE OR REPLACE TABLE comparisons AS
+            SELECT {levels}, s.match_weight, s.match_probability
+            FROM comparisons c JOIN ({scores}) s ON s.rid_l = c.rid_l AND s.rid_r = c.rid_r""")
+        state.set_meta(con, "scores_signature", signature)
+    return {"scored": total, "kept": 0}
+
+
 __all__ = ["ModelParams", "train", "score_sql", "freeze_term_frequencies", "frozen_term_frequencies",
-           "estimate_u", "estimate_m", "MAX_TF_BOOST"]
+           "estimate_u", "estimate_m", "MAX_TF_BOOST", "stored_or_trained", "recount_term_frequencies",
+           "score_pairs"]

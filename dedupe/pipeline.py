@@ -19,7 +19,6 @@ import importlib
 import json
 import threading
 import sys
-import uuid
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,36 +98,6 @@ def connect(config: Config, wait_s: float = 10.0) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _score_pairs(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison],
-                 params: model.ModelParams) -> dict[str, int]:
-    """Scores for the stored pairs that have none (new since last night), or for every pair when
-    the model changed; return how many were scored and kept."""
-    signature = hashlib.sha256((params.to_state() + repr(config.model.tf_adjustment)
-                                + (state.get_meta(con, "term_frequencies_id") or "")).encode()).hexdigest()[:16]
-    total = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
-    if (state.column_type(con, "comparisons", "match_probability")
-            and state.get_meta(con, "scores_signature") == signature):
-        todo = con.execute("SELECT count(*) FROM comparisons WHERE match_probability IS NULL").fetchall()[0][0]
-        if todo < total // 2:
-            scores = model.score_sql(comparisons, params, "comparisons", config.model.tf_adjustment,
-                                     where="c.match_probability IS NULL")
-            con.execute(f"""
-                UPDATE comparisons c SET match_weight = s.match_weight, match_probability = s.match_probability
-                FROM ({scores}) s WHERE c.rid_l = s.rid_l AND c.rid_r = s.rid_r""")
-            zones.pairs_view(con, comparisons)
-            return {"scored": todo, "kept": total - todo}
-    levels = ", ".join(f"c.{name}" for name in ["rid_l", "rid_r", "key_l", "key_r"] + [k.name for k in comparisons])
-    scores = model.score_sql(comparisons, params, "comparisons", config.model.tf_adjustment)
-    with state.transaction(con):
-        con.execute(f"""
-            CREATE OR REPLACE TABLE comparisons AS
-            SELECT {levels}, s.match_weight, s.match_probability
-            FROM comparisons c JOIN ({scores}) s ON s.rid_l = c.rid_l AND s.rid_r = c.rid_r""")
-        state.set_meta(con, "scores_signature", signature)
-    zones.pairs_view(con, comparisons)
-    return {"scored": total, "kept": 0}
-
-
 def _cluster_signature(con: duckdb.DuckDBPyConnection, config: Config) -> str:
     # What clustering depends on besides links and records: the guard's settings and the
     # standardisation rules (which derive the identifiers).
@@ -186,43 +155,6 @@ class _Scored:
     review_skipped: int = 0
 
 
-def _model(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison],
-           retrain: bool) -> tuple[model.ModelParams, bool]:
-    """The stored model if it was trained for these comparisons and settings, else a new one.
-
-    The model is trained once (first night, config change, new standardisation rules, or
-    ``--retrain``) and then reused, so that a night's scores do not move because the training
-    sample did, and an incremental run and a ``--full`` rebuild score every pair identically.
-    """
-    # New standardisation rules change what the levels see, so they retrain too.
-    signature = "|".join([compare.signature(comparisons), repr(config.model), repr(config.cluster.identifiers),
-                          state.get_meta(con, "standardise_signature") or ""])
-    stored = state.get_meta(con, "model_params")
-    if stored and not retrain and state.get_meta(con, "model_signature") == signature:
-        if not model.frozen_term_frequencies(con, comparisons, config.model.tf_adjustment):
-            # a model stored by code that counted them every night: count them once, now
-            _freeze_term_frequencies(con, config, comparisons)
-        return model.ModelParams.from_state(stored), False
-    params = model.train(con, comparisons, "comparisons", config.model, identifiers=config.cluster.identifiers)
-    # One transaction: a kill must leave the old model with its term frequencies or the new with its.
-    _freeze_term_frequencies(con, config, comparisons, params, signature)
-    return params, True
-
-
-def _freeze_term_frequencies(con: duckdb.DuckDBPyConnection, config: Config, comparisons: list[compare.Comparison],
-                             params: model.ModelParams | None = None, signature: str | None = None) -> None:
-    """Count the term frequencies (and store a newly trained model) in one transaction. Every count
-    gets a new ``term_frequencies_id``, part of the scores' signature: scores made with other
-    frequencies are never kept (a retrain can give the same weights but new frequencies)."""
-    with state.transaction(con):
-        model.freeze_term_frequencies(con, comparisons, config.model.tf_adjustment)
-        state.crash_point("term_frequencies")
-        state.set_meta(con, "term_frequencies_id", uuid.uuid4().hex)
-        if params is not None:
-            state.set_meta(con, "model_params", params.to_state())
-            state.set_meta(con, "model_signature", signature)
-
-
 def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
                   log: Callable[[str], None], full: bool = True, retrain: bool = False,
                   allow_deletions: bool = False) -> _Scored:
@@ -242,10 +174,11 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
     with timer.stage("compare"):
         reuse["compare"] = compare.compare_candidates(con, comparisons, block_report, full=full)
     with timer.stage("train"):
-        params, trained = _model(con, config, comparisons, retrain)
+        params, trained = model.stored_or_trained(con, config, comparisons, retrain)
         reuse["model"] = "trained" if trained else "reused"
     with timer.stage("score"):
-        reuse["scores"] = _score_pairs(con, config, comparisons, params)
+        reuse["scores"] = model.score_pairs(con, config, comparisons, params)
+        zones.pairs_view(con, comparisons)
         reuse["analyst_decisions"] = zones.analyst_pairs(con)
         review_skipped, review_cut = zones.zone_pairs(con, config, comparisons)
         zones.review_table(con)

@@ -78,7 +78,7 @@ def test_scores_counted_with_other_term_frequencies_are_never_kept():
     # stored score must then be computed again, not only the new pairs'.
     from types import SimpleNamespace
 
-    from dedupe.pipeline import _freeze_term_frequencies, _score_pairs
+    from dedupe.model import recount_term_frequencies, score_pairs
     from dedupe.state import ensure_schema
 
     con = duckdb.connect()
@@ -90,11 +90,11 @@ def test_scores_counted_with_other_term_frequencies_are_never_kept():
     phone = Comparison("phone", "false", (("exact", "true"),), tf_column="phone")
     params = ModelParams(prior=0.01, m={"phone": {1: 0.9, 0: 0.1}}, u={"phone": {1: 0.02, 0: 0.98}})
     config = SimpleNamespace(model=SimpleNamespace(tf_adjustment=True))
-    _freeze_term_frequencies(con, config, [phone])
-    assert _score_pairs(con, config, [phone], params) == {"scored": 2, "kept": 0}
-    assert _score_pairs(con, config, [phone], params) == {"scored": 0, "kept": 2}
+    recount_term_frequencies(con, config, [phone])
+    assert score_pairs(con, config, [phone], params) == {"scored": 2, "kept": 0}
+    assert score_pairs(con, config, [phone], params) == {"scored": 0, "kept": 2}
     before = con.execute("SELECT match_weight FROM comparisons WHERE rid_l = 0").fetchall()
     con.execute("INSERT INTO std SELECT range, '+12125550100' FROM range(100, 130)")  # the line grows
-    _freeze_term_frequencies(con, config, [phone])
-    assert _score_pairs(con, config, [phone], params) == {"scored": 2, "kept": 0}
+    recount_term_frequencies(con, config, [phone])
+    assert score_pairs(con, config, [phone], params) == {"scored": 2, "kept": 0}
     assert con.execute("SELECT match_weight FROM comparisons WHERE rid_l = 0").fetchall() < before
