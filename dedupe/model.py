@@ -45,11 +45,10 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
-from dedupe.columns import registered
 from dedupe import state
+from dedupe.columns import registered
 from dedupe.compare import Comparison, compare, signature as comparison_signature
 from dedupe.config import Config, ModelSettings
-from dedupe.state import has_table
 
 MAX_TF_BOOST = 10.0  # the exact level's Bayes factor may grow at most 10x for a rare value
 MIN_PROBABILITY = 1e-6  # floor for m and u, so log weights stay finite
@@ -274,7 +273,7 @@ def freeze_term_frequencies(con: duckdb.DuckDBPyConnection, comparisons: list[Co
 def frozen_term_frequencies(con: duckdb.DuckDBPyConnection, comparisons: list[Comparison],
                             tf_adjustment: bool = True) -> bool:
     """Whether every ``tf_<name>`` table ``score_sql`` needs exists."""
-    return all(has_table(con, f"tf_{c.name}") for c in comparisons if c.tf_column and tf_adjustment)
+    return all(state.has_table(con, f"tf_{c.name}") for c in comparisons if c.tf_column and tf_adjustment)
 
 
 def score_sql(comparisons: list[Comparison], params: ModelParams, levels_table: str,

@@ -289,10 +289,7 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
                            allow_deletions=allow_deletions)
     ingest_report, block_report = scored.ingest, scored.blocking
     comparisons, params = scored.comparisons, scored.params
-    zones_before = dict(con.execute("SELECT decision, count(*) FROM zoned_pairs GROUP BY 1").fetchall())
-    # (zoned_pairs holds the band at or above the review threshold; every other pair is a non_match)
-    scored_pairs = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
-    zones_before["non_match"] = scored_pairs - zones_before.get("match", 0) - zones_before.get("review", 0)
+    zones_before = zones.count_decisions(con, "zoned_pairs")
     with timer.stage("judge"):
         judge_report: JudgeReport = run_judge(con, "review_pairs", config.judge, log=log)
         verdicts, scored.reuse["decisions_changed"] = zones.apply_verdicts(con)
@@ -326,10 +323,7 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
             scored.reuse["golden"] = golden.build_golden(
                 con, config, full=full, touched="SELECT cluster_id FROM id_touched" if published_basis else None)
 
-        # Every stored decision is a scored pair's (zones.apply_verdicts), and every pair without one
-        # is the model's non_match: no need to join the 800k pairs to count them.
-        decided = dict(con.execute("SELECT decision, count(*) FROM pair_decisions GROUP BY 1").fetchall())
-        decided["non_match"] = scored_pairs - decided.get("match", 0) - decided.get("review", 0)
+        decided = zones.count_decisions(con, "pair_decisions")
         records_total = sum(ingest_report.records.values())
         report = {
             "project": config.name,
@@ -351,9 +345,9 @@ def _run(con: duckdb.DuckDBPyConnection, config: Config, log: Callable[[str], No
                 "capped_examples": [str(c) for c in block_report.capped[:20]],
                 "skipped_rules": block_report.skipped_rules,
             },
-            "zones_before_judge": {k: zones_before.get(k, 0) for k in ("match", "review", "non_match")},
-            "zones": {k: decided.get(k, 0) for k in ("match", "review", "non_match")},
-            "review_per_100_records": round(100 * zones_before.get("review", 0) / max(records_total, 1), 3),
+            "zones_before_judge": zones_before,
+            "zones": decided,
+            "review_per_100_records": round(100 * zones_before["review"] / max(records_total, 1), 3),
             "review_cut_by_budget": scored.review_cut,
             "review_skipped_same_clusters": scored.review_skipped,
             "judge": judge_report.as_dict() | {"applied": verdicts},

@@ -243,6 +243,18 @@ def _store_decisions(con: duckdb.DuckDBPyConnection) -> int:
     return changed
 
 
+def count_decisions(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, int]:
+    """Scored pairs per decision (``match``, ``review``, ``non_match``), given ``table``: the
+    ``zoned_pairs`` or the ``pair_decisions`` of the scored pairs. A pair not in it is the model's
+    non_match, so only the table's matches and review pairs are counted: no join with the 800k
+    scored pairs."""
+    counted = dict(con.execute(f"SELECT decision, count(*) FROM {table} "
+                               "WHERE decision IN ('match', 'review') GROUP BY 1").fetchall())
+    scored = con.execute("SELECT count(*) FROM comparisons").fetchall()[0][0]
+    match, review = counted.get("match", 0), counted.get("review", 0)
+    return {"match": match, "review": review, "non_match": scored - match - review}
+
+
 def ensure_pair_decisions(con: duckdb.DuckDBPyConnection) -> None:
     defaults = ", ".join(f"{v} AS {c}" for c, v in MODEL_NON_MATCH.items())
     con.execute(f"CREATE TABLE IF NOT EXISTS pair_decisions AS "
@@ -280,5 +292,5 @@ def write_links(con: duckdb.DuckDBPyConnection, config: Config) -> None:
 
 
 __all__ = ["zone_pairs", "skip_redundant_review", "cap_review_band", "review_table", "analyst_pairs",
-           "apply_verdicts", "ensure_pair_decisions", "pairs_view", "write_links",
+           "apply_verdicts", "count_decisions", "ensure_pair_decisions", "pairs_view", "write_links",
            "MODEL_NON_MATCH", "DECISION_COLUMNS"]
