@@ -14,11 +14,12 @@ verdicts, and turns decisions into links); this one only wires them and publishe
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import json
-import threading
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ def _score_stages(con: duckdb.DuckDBPyConnection, config: Config, timer: _Timer,
 
 def dry_run_judge(config: Config, out_path: Path, log: Callable[[str], None] = default_log) -> dict:
     """Score, then write the judge's would-be requests to ``out_path`` without sending anything."""
-    with state.RunLock(config.state, log):
+    with state.RunLock(config.state, log), _cycle_collector_paused():
         con = connect(config)
         try:
             state.ensure_schema(con)
@@ -200,6 +201,26 @@ def dry_run_judge(config: Config, out_path: Path, log: Callable[[str], None] = d
             return judge_dry_run(con, "review_pairs", config.judge, out_path).as_dict()
         finally:
             con.close()
+
+
+@contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """Python's cycle collector off for the length of a run, as it was afterwards.
+
+    A run's own Python objects are short-lived and almost never in reference cycles (the data lives
+    in DuckDB), so reference counting frees them. The collector would still walk every tracked
+    object again and again, above all the ~200k the imports leave (the Anthropic SDK's pydantic
+    models), holding the GIL. Measured at 2 x 100k: 2.1 s of collection on a first night (15 full
+    passes) and 0.2 s on a second, to free under 1,200 objects per night; pausing it took the
+    first night from 21.7 to 19.4 s. What cycles a run does make are freed once it is back on."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _import_in_background(modules: list[tuple[str, str | None]]) -> None:
@@ -242,7 +263,7 @@ def run(config: Config, log: Callable[[str], None] = default_log, full: bool = F
     Raises InputError, StateLockedError, JudgePending, JudgeBudgetError; each is recorded in the
     run history with its exit code.
     """
-    with state.RunLock(config.state, log):
+    with state.RunLock(config.state, log), _cycle_collector_paused():
         # In the order they are needed: the standardisation rules, then the Anthropic SDK for the
         # judge. (pandas is never imported: see dedupe.columns.)
         _import_in_background([("dedupe.standardise", "warm_up")]

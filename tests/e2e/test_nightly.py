@@ -321,6 +321,33 @@ def test_new_standardisation_rules_recompute_what_depends_on_them_and_retrain(pr
     assert reuse["model"] == "trained"
 
 
+def test_an_in_process_run_leaves_the_cycle_collector_as_it_found_it(project):
+    # A run pauses Python's cycle collector (see pipeline._cycle_collector_paused); a program
+    # calling it must get its collector back, after a failed run as after a good one.
+    import gc
+
+    from dedupe.config import load_config
+    from dedupe.ingest import InputError
+    from dedupe.pipeline import run as run_pipeline
+
+    config = load_config(project / "demo.toml")
+    quiet = lambda message: None  # noqa: E731
+    assert gc.isenabled()
+    run_pipeline(config, log=quiet)
+    assert gc.isenabled()
+    (project / "crm.csv").write_text("name\nBob\n", encoding="utf-8")  # no id column: bad input
+    with pytest.raises(InputError):
+        run_pipeline(config, log=quiet)
+    assert gc.isenabled()
+    gc.disable()
+    try:  # nor does it switch on a collector its caller had switched off
+        with pytest.raises(InputError):
+            run_pipeline(config, log=quiet)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_a_truncated_export_is_refused_until_the_operator_allows_the_deletions(project):
     run(project)
     before = {name: (project / "out" / name).read_bytes() for name in OUTPUTS}
