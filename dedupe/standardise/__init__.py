@@ -16,6 +16,7 @@ rows) and joins the results back in DuckDB, so Python never loops over rows.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -90,7 +91,12 @@ def _apply(fn: Callable[..., tuple], rows: list[tuple]) -> list[tuple]:
     size = -(-len(rows) // (workers * 4))
     chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context()) as pool:
+        # No cycle collection in the workers, as in the run that called them
+        # (``pipeline._cycle_collector_paused``): the rules make no cycles, and the collector kept
+        # re-walking the chunk's tuples (names 0.21 -> 0.14 s per 70k values in one worker;
+        # standardise 29.3 -> 28.4 s at 1.6M records). The workers live for this one call.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(),
+                                 initializer=gc.disable) as pool:
             return [out for part in pool.map(_apply_chunk, [fn] * len(chunks), chunks) for out in part]
     # A __main__ that cannot be re-imported (code piped to python), or a sandbox without the
     # sockets and semaphores workers need: one process still gives the same answer.
