@@ -84,6 +84,28 @@ def run(
 
 
 @app.command()
+def compact(
+    config: Path = typer.Argument(..., help="The project's TOML config."),
+) -> None:
+    """Rewrite the state database without the space the nightly runs leave behind.
+
+    Nights change the state's tables in place: the file grows and its scans slow down. Run this
+    now and then, for example weekly. It is refused while a run is going on, and a compaction
+    that is killed leaves the state as it was."""
+    from dedupe.ingest import InputError
+    from dedupe.pipeline import StateLockedError, compact_state
+
+    cfg = _load(config)
+    try:
+        before, after = compact_state(cfg)
+    except InputError as e:
+        _fail(str(e), EXIT_BAD_INPUT)
+    except StateLockedError as e:
+        _fail(str(e), 1)
+    typer.echo(f"{cfg.state}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB")
+
+
+@app.command()
 def evaluate(
     config: Path = typer.Argument(..., help="The project's TOML config (its output_dir is read)."),
     truth: Path = typer.Option(..., "--truth", help="CSV with columns source, record_id, entity_id."),

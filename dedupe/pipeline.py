@@ -203,6 +203,22 @@ def dry_run_judge(config: Config, out_path: Path, log: Callable[[str], None] = d
             con.close()
 
 
+def compact_state(config: Config, log: Callable[[str], None] = default_log) -> tuple[int, int]:
+    """Rewrite the state file without the free space and holes the nights leave
+    (``state.compact``); returns its size in bytes before and after. It takes the run lock, so it
+    is refused while a run is going on, as a second run would be."""
+    if not config.state.is_file():
+        raise InputError(f"{config.state}: no state database yet; run `dedupe run` first")
+    with state.RunLock(config.state, log):
+        before = config.state.stat().st_size
+        con = connect(config)
+        try:
+            state.compact(con, config.state)
+        finally:
+            con.close()
+        return before, config.state.stat().st_size
+
+
 @contextmanager
 def _cycle_collector_paused() -> Iterator[None]:
     """Python's cycle collector off for the length of a run, as it was afterwards.
@@ -453,4 +469,4 @@ def summarise(report: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run", "RunResult", "summarise", "connect", "StateLockedError", "InputError"]
+__all__ = ["run", "RunResult", "summarise", "connect", "compact_state", "StateLockedError", "InputError"]

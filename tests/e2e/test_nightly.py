@@ -21,16 +21,21 @@ DEMO = ROOT / "fixtures" / "demo"
 OUTPUTS = ("clusters.csv", "golden_records.csv", "id_history.csv")
 
 
-@pytest.fixture()
-def project(tmp_path):
-    """A copy of the demo exports and a config using them, in tmp_path."""
+def make_project(folder: Path) -> Path:
+    """A copy of the demo exports and a config using them, in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
     for f in ("crm.csv", "partner.csv"):
-        shutil.copy(DEMO / f, tmp_path / f)
+        shutil.copy(DEMO / f, folder / f)
     text = (ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
     text = text.replace("../fixtures/demo/", "").replace('"../out/demo/state.duckdb"', '"out/state.duckdb"')
     text = text.replace('output_dir = "../out/demo"', 'output_dir = "out"')
-    (tmp_path / "demo.toml").write_text(text, encoding="utf-8")
-    return tmp_path
+    (folder / "demo.toml").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture()
+def project(tmp_path):
+    return make_project(tmp_path)
 
 
 def dedupe(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -205,15 +210,7 @@ def test_a_run_killed_at_any_stage_then_rerun_gives_the_uninterrupted_outputs(tm
     # "cluster" and "golden" kill the run while pairs.parquet is being written in the background;
     # "checkpointed" once the background checkpoint has put the night's tables in the state file,
     # while the outputs are still being written and before the run is recorded as done.
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    for d in ("a", "b"):
-        for f in ("crm.csv", "partner.csv"):
-            shutil.copy(DEMO / f, tmp_path / d / f)
-        text = (ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
-        text = text.replace("../fixtures/demo/", "").replace('"../out/demo/state.duckdb"', '"out/state.duckdb"')
-        (tmp_path / d / "demo.toml").write_text(text.replace('output_dir = "../out/demo"', 'output_dir = "out"'))
-    a, b = tmp_path / "a", tmp_path / "b"
+    a, b = make_project(tmp_path / "a"), make_project(tmp_path / "b")
     run(a)
     run(b)
     # Night 2 on both: a runs through; b is SIGKILLed after `stage`, then rerun.
@@ -346,6 +343,66 @@ def test_an_in_process_run_leaves_the_cycle_collector_as_it_found_it(project):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def state_rows(state: Path) -> dict[str, list]:
+    """Every row of every table in a state file, in a fixed order."""
+    con = duckdb.connect(str(state), read_only=True)
+    try:
+        tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+        return {t: sorted(con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
+    finally:
+        con.close()
+
+
+def test_a_compacted_state_keeps_every_row_and_the_next_night_publishes_the_same_outputs(tmp_path):
+    a, b = make_project(tmp_path / "a"), make_project(tmp_path / "b")
+    for d in (a, b):
+        run(d)
+        edit_crm(d, crm_row(d, "C000001")["Contact ID"], **{"Job Title": "Night Two"})
+        run(d)
+    state = b / "out" / "state.duckdb"
+    rows, size = state_rows(state), state.stat().st_size
+    done = dedupe(b, "compact", str(b / "demo.toml"))
+    assert done.returncode == 0, done.stderr
+    assert f"{state}: " in done.stdout and " MB -> " in done.stdout
+    assert state_rows(state) == rows
+    assert state.stat().st_size < size  # two nights of changes in place left space to give back
+    assert sorted(p.name for p in state.parent.glob("state.duckdb*")) == ["state.duckdb"]
+    # Night three on both: the compacted state gives the same outputs and keeps the run history.
+    for d in (a, b):
+        edit_crm(d, crm_row(d, "C000002")["Contact ID"], **{"Job Title": "Night Three"})
+        run(d)
+    for name in OUTPUTS:
+        assert (a / "out" / name).read_bytes() == (b / "out" / name).read_bytes(), name
+    runs = json.loads(dedupe(b, "runs", str(b / "demo.toml"), "--json").stdout)
+    assert [r["status"] for r in runs] == ["ok", "ok", "ok"]
+
+
+def test_compaction_is_refused_during_a_run_and_a_killed_one_leaves_the_state_whole(project):
+    from dedupe.state import RunLock
+
+    run(project)
+    state = project / "out" / "state.duckdb"
+    rows = state_rows(state)
+    with RunLock(state, log=lambda message: None):  # as a run in progress holds it
+        refused = dedupe(project, "compact", str(project / "demo.toml"))
+    assert refused.returncode == 1 and "another dedupe run" in refused.stderr
+    killed = dedupe(project, "compact", str(project / "demo.toml"), env={"DEDUPE_CRASH_AFTER": "compacted"})
+    assert killed.returncode == -9  # after writing the copy, before it replaced the state
+    assert (project / "out" / "state.duckdb.compact").is_file()
+    assert state_rows(state) == rows
+    done = dedupe(project, "compact", str(project / "demo.toml"))  # takes over the stale lock
+    assert done.returncode == 0, done.stderr
+    assert not (project / "out" / "state.duckdb.compact").exists()
+    assert state_rows(state) == rows
+    run(project)
+
+
+def test_compacting_before_the_first_run_is_a_one_line_error(project):
+    done = dedupe(project, "compact", str(project / "demo.toml"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {project / 'out' / 'state.duckdb'}: no state database yet; run `dedupe run` first"
 
 
 def test_a_truncated_export_is_refused_until_the_operator_allows_the_deletions(project):
