@@ -94,13 +94,14 @@ def compact(
     that is killed leaves the state as it was."""
     from dedupe.ingest import InputError
     from dedupe.pipeline import StateLockedError, compact_state
+    from dedupe.state import CompactionError
 
     cfg = _load(config)
     try:
         before, after = compact_state(cfg)
     except InputError as e:
         _fail(str(e), EXIT_BAD_INPUT)
-    except StateLockedError as e:
+    except (StateLockedError, CompactionError) as e:
         _fail(str(e), 1)
     typer.echo(f"{cfg.state}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB")
 

@@ -35,6 +35,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -286,18 +287,25 @@ class BackgroundCheckpoint(threading.Thread):
         crash_point("checkpointed")
 
 
+class CompactionError(Exception):
+    """A compaction failed; the state was left as it was."""
+
+
 def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Rewrite the state file at ``path`` (open on ``con``) without the space the nights left.
 
     Nights change tables in place, so their row groups fill with holes and the file with free
     blocks: over 20 simulated nights at 2 x 100k the file grew from 156 to 267 MB and a night slowed
-    from 3.6 to 4.2 s (167 MB and 3.9 s once compacted). DuckDB's ``COPY FROM DATABASE`` writes a packed copy (tables, constraints,
-    views), which replaces the file with one rename. The caller holds the run lock. ``con`` keeps
-    DuckDB's own lock on the old file until after the rename, so a reader such as the review app
-    cannot write to the file being replaced. A crash before the rename leaves the state as it was
-    and a ``.compact`` file that the next compaction removes."""
+    from 3.6 to 4.2 s (167 MB and 3.9 s once compacted). DuckDB's ``COPY FROM DATABASE`` writes a
+    packed copy (tables, constraints, views) with the file's mode and owner, which then replaces
+    the file with one rename. The caller holds the run lock. ``con`` keeps DuckDB's own lock on the
+    old file until after the rename, so a reader such as the review app cannot write to the file
+    being replaced. A failure removes the copy (a full disk is when people compact); a crash before
+    the rename leaves the state as it was and a ``.compact`` file that the next compaction removes.
+    """
     copy = path.with_name(path.name + ".compact")
-    for leftover in (copy, copy.with_name(copy.name + ".wal")):
+    leftovers = (copy, copy.with_name(copy.name + ".wal"))
+    for leftover in leftovers:
         leftover.unlink(missing_ok=True)
     # The log of a killed run goes into the file first: the copy must hold it, and a stale
     # state.duckdb.wal must not be replayed onto the new file.
@@ -306,20 +314,37 @@ def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     tables = [r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
         "AND NOT temporary ORDER BY table_name").fetchall()]
-    con.execute(f"ATTACH '{_sql_text(str(copy))}' AS compacted")
+    alias = f"dedupe_compact_{uuid.uuid4().hex}"  # DuckDB names the state's catalog after its file
     try:
-        con.execute(f'COPY FROM DATABASE "{source}" TO compacted')
-        for table in tables:
-            before, after = con.execute(
-                f'SELECT (SELECT count(*) FROM "{source}".main."{table}"), '
-                f'(SELECT count(*) FROM compacted.main."{table}")').fetchall()[0]
-            if before != after:
-                raise RuntimeError(f"{path}: compacting copied {after:,} of the {before:,} rows of "
-                                   f"{table}; the state was left as it was")
-    finally:
-        con.execute("DETACH compacted")
-    with open(copy, "rb+") as f:  # on disk before it takes the state's name
-        os.fsync(f.fileno())
+        con.execute(f"ATTACH '{_sql_text(str(copy))}' AS {alias}")
+        try:
+            con.execute(f'COPY FROM DATABASE "{source}" TO {alias}')
+            for table in tables:
+                before, after = con.execute(
+                    f'SELECT (SELECT count(*) FROM "{source}".main."{table}"), '
+                    f'(SELECT count(*) FROM {alias}.main."{table}")').fetchall()[0]
+                if before != after:
+                    raise CompactionError(f"{path}: compacting copied {after:,} of the {before:,} rows "
+                                          f"of {table}; the state was left as it was")
+        finally:
+            con.execute(f"DETACH {alias}")  # writes the rest of the copy, and may fail doing so
+        old = path.stat()
+        os.chmod(copy, stat.S_IMODE(old.st_mode))  # contact data: not more readable than it was
+        with contextlib.suppress(PermissionError):
+            os.chown(copy, old.st_uid, old.st_gid)
+        with open(copy, "rb+") as f:  # on disk before it takes the state's name
+            os.fsync(f.fileno())
+    except (duckdb.Error, OSError) as e:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DETACH DATABASE IF EXISTS {alias}")
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CompactionError(f"{path}: compacting failed ({first}); the state was left as it was") from e
+    except CompactionError:
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        raise
     crash_point("compacted")
     os.replace(copy, path)
     directory = os.open(path.parent, os.O_RDONLY)
@@ -343,4 +368,4 @@ def crash_point(name: str) -> None:
 
 __all__ = ["column_type", "ensure_schema", "state_id", "RunLock", "StateLockedError", "begin_run", "finish_run", "list_runs",
            "last_generation", "get_meta", "set_meta", "input_fingerprints", "unchanged_inputs", "crash_point", "transaction",
-           "BackgroundCheckpoint", "compact"]
+           "BackgroundCheckpoint", "compact", "CompactionError"]
