@@ -5,12 +5,14 @@ pyarrow imports pandas the first time it converts Python objects or NumPy arrays
 tenth of a small nightly run's work. dedupe never uses pandas, so it hands columns to DuckDB as
 NumPy arrays instead, which DuckDB scans directly: object arrays for text, lists and anything
 with NULLs. ``registered(..., types=...)`` casts each column, so an empty or all-NULL column still
-gets its type.
+gets its type. Where DuckDB takes no parameter (file paths in ATTACH, COPY and the readers, reader
+options), ``sql_literal`` writes a value as an SQL string literal.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import duckdb
@@ -50,4 +52,9 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, Seq
         con.unregister(raw)
 
 
-__all__ = ["as_array", "registered"]
+def sql_literal(value: str | Path) -> str:
+    """``value`` as an SQL string literal: quoted, its quotes doubled."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+__all__ = ["as_array", "registered", "sql_literal"]

@@ -21,11 +21,8 @@ from pathlib import Path
 import duckdb
 
 from dedupe.cluster import connected_components
+from dedupe.columns import sql_literal
 from dedupe.ingest import InputError
-
-
-def _lit(p: Path) -> str:
-    return "'" + str(p).replace("'", "''") + "'"
 
 
 def _prf(tp: int, predicted: int, true: int) -> dict:
@@ -58,7 +55,7 @@ def load_truth(con: duckdb.DuckDBPyConnection, truth: Path) -> None:
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE truth AS SELECT CAST(source AS VARCHAR) AS source, "
                     f"CAST(record_id AS VARCHAR) AS record_id, CAST(entity_id AS VARCHAR) AS entity_id "
-                    f"FROM read_csv({_lit(truth)}, header = true, all_varchar = true)")
+                    f"FROM read_csv({sql_literal(truth)}, header = true, all_varchar = true)")
     except duckdb.Error as e:
         first = str(e).strip().splitlines()[0]
         raise InputError(f"{truth}: cannot read truth (needs columns source, record_id, entity_id): "
@@ -84,8 +81,8 @@ def evaluate(output_dir: Path, truth: Path, worst: int = 10) -> dict:
             raise InputError(f"{p}: not found; run `dedupe run` first")
     con = duckdb.connect()
     load_truth(con, truth)
-    con.execute(f"CREATE TEMP TABLE clusters AS SELECT * FROM read_csv({_lit(clusters)}, all_varchar = true)")
-    con.execute(f"CREATE TEMP VIEW pairs AS SELECT * FROM read_parquet({_lit(pairs)})")
+    con.execute(f"CREATE TEMP TABLE clusters AS SELECT * FROM read_csv({sql_literal(clusters)}, all_varchar = true)")
+    con.execute(f"CREATE TEMP VIEW pairs AS SELECT * FROM read_parquet({sql_literal(pairs)})")
     con.execute("""
         CREATE TEMP TABLE assignment AS
         SELECT c.source, c.record_id, c.cluster_id,

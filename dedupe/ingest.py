@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from dedupe.columns import sql_literal
 from dedupe.config import RECORD_FIELDS, Config, Source
 from dedupe.state import ensure_schema, get_meta, has_table, set_meta
 
@@ -45,10 +46,6 @@ class IngestReport:
 
 def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 # Delimiters recognised in a header line when a CSV source sets none (.tsv implies a tab).
@@ -119,15 +116,15 @@ def _csv_layout(source: Source) -> tuple[str, list[str]]:
 
 
 def _reader_sql(source: Source) -> str:
-    path = _lit(str(source.path))
+    path = sql_literal(source.path)
     if source.format == "csv":
         delimiter, names = _csv_layout(source)
-        columns = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in names) + "}"
+        columns = "{" + ", ".join(f"{sql_literal(n)}: 'VARCHAR'" for n in names) + "}"
         opts = ["header = true" if source.header else "header = false", "auto_detect = false",
-                f"columns = {columns}", f"delim = {_lit(delimiter)}", "quote = '\"'",
+                f"columns = {columns}", f"delim = {sql_literal(delimiter)}", "quote = '\"'",
                 "escape = '\"'", "strict_mode = true", "null_padding = false"]
         if source.encoding:
-            opts.append(f"encoding = {_lit(source.encoding.lower().replace('_', '-'))}")
+            opts.append(f"encoding = {sql_literal(source.encoding.lower().replace('_', '-'))}")
         return f"read_csv({path}, {', '.join(opts)})"
     if source.format == "parquet":
         return f"read_parquet({path})"
@@ -301,7 +298,7 @@ def _parse_expr(value: str, formats: tuple[str, ...], cast: str) -> str:
     """The formats first; then any ISO 8601 form DuckDB reads (fractions of a second, a time zone
     offset, converted to UTC). JSON and Parquet readers hand over real timestamps, whose text is
     such a form ("2023-05-17 15:44:23.120+00"), as well as the text dates of CSV files."""
-    fmt_list = "[" + ", ".join(_lit(f) for f in formats) + "]"
+    fmt_list = "[" + ", ".join(sql_literal(f) for f in formats) + "]"
     iso = (f"CASE WHEN NOT regexp_matches({value}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}([ T]|$)') THEN NULL "
            f"WHEN regexp_matches({value}, '(Z|[+-][0-9][0-9](:?[0-9][0-9])?)$') "
            f"THEN timezone('UTC', try_cast({value} AS TIMESTAMPTZ)) ELSE try_cast({value} AS TIMESTAMP) END")
@@ -357,7 +354,7 @@ def ingest(con: duckdb.DuckDBPyConnection, config: Config, allow_deletions: bool
         _check_columns(source, columns)
         record_id = _record_id_expr(source.id_column, columns[source.id_column], text_version)
         _check_ids(con, source, view, record_id)
-        exprs = [f"{_lit(source.name)} AS source", f"{i} AS source_index", f"{record_id} AS record_id"]
+        exprs = [f"{sql_literal(source.name)} AS source", f"{i} AS source_index", f"{record_id} AS record_id"]
         for fname in fields:
             exprs.append(f"{_field_expr(source, fname)} AS {fname}")
         selects.append(f"SELECT {', '.join(exprs)} FROM {view}")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import duckdb
 
+from dedupe.columns import sql_literal
+
 
 class Publisher:
     """Collects a run's output files; ``publish()`` makes them current all at once.
@@ -62,7 +64,7 @@ class Publisher:
     def copy_parquet_in_background(self, con: duckdb.DuckDBPyConnection, source: str, name: str) -> None:
         """``name`` (in its own format) from the Parquet file ``source`` this run already staged:
         the same rows in the same order, without running their query again."""
-        self.copy_query_in_background(con, f"SELECT * FROM read_parquet({_sql_path(self.staging / source)})", name)
+        self.copy_query_in_background(con, f"SELECT * FROM read_parquet({sql_literal(self.staging / source)})", name)
 
     def wait(self) -> None:
         """Wait for the background copies; raise the first error one of them met."""
@@ -80,7 +82,7 @@ class Publisher:
         # and pairs at 2 x 100k), written in full every night.
         fmt = (f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1{groups})" if name.endswith(".parquet")
                else "(FORMAT csv, HEADER)")
-        return f"COPY ({query}) TO {_sql_path(target)} {fmt}"
+        return f"COPY ({query}) TO {sql_literal(target)} {fmt}"
 
     def write_json(self, name: str, data: dict) -> None:
         self.path(name).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
@@ -131,11 +133,6 @@ class Publisher:
                 job.join(0.05)
                 job.cancel()  # again: an interrupt that came before its statement began is lost
         shutil.rmtree(self.staging, ignore_errors=True)
-
-
-def _sql_path(path: Path) -> str:
-    """A file path as an SQL string literal."""
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 class _BackgroundCopy(threading.Thread):

@@ -44,6 +44,8 @@ from typing import Callable, Iterator
 
 import duckdb
 
+from dedupe.columns import sql_literal
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY,
@@ -316,7 +318,7 @@ def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         "AND NOT temporary ORDER BY table_name").fetchall()]
     alias = f"dedupe_compact_{uuid.uuid4().hex}"  # DuckDB names the state's catalog after its file
     try:
-        con.execute(f"ATTACH '{_sql_text(str(copy))}' AS {alias}")
+        con.execute(f"ATTACH {sql_literal(copy)} AS {alias}")
         try:
             con.execute(f'COPY FROM DATABASE "{source}" TO {alias}')
             for table in tables:
@@ -334,16 +336,14 @@ def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             os.chown(copy, old.st_uid, old.st_gid)
         with open(copy, "rb+") as f:  # on disk before it takes the state's name
             os.fsync(f.fileno())
-    except (duckdb.Error, OSError) as e:
+    except BaseException as e:
         with contextlib.suppress(duckdb.Error):
             con.execute(f"DETACH DATABASE IF EXISTS {alias}")
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CompactionError(f"{path}: compacting failed ({first}); the state was left as it was") from e
-    except CompactionError:
-        for leftover in leftovers:
-            leftover.unlink(missing_ok=True)
+        if isinstance(e, (duckdb.Error, OSError)):
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CompactionError(f"{path}: compacting failed ({first}); the state was left as it was") from e
         raise
     crash_point("compacted")
     os.replace(copy, path)
@@ -352,10 +352,6 @@ def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
-
-
-def _sql_text(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def crash_point(name: str) -> None:
